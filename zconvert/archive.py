@@ -1,0 +1,255 @@
+"""Stream ZIP members in bounded pieces: offsets, raw inflate, CRC32 and size checks, limits.
+
+Deflated members go through the fastest raw inflate from the member's data offset; stored,
+bzip2 and lzma members go through Python's zipfile. Either way a member is read into a
+caller-supplied buffer a slab at a time, so memory is O(slab), never O(member).
+"""
+
+from __future__ import annotations
+
+import posixpath
+import struct
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+from .errors import ArchiveError
+from .inflate import crc32, raw_decompressobj
+
+_LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")
+_LOCAL_SIGNATURE = b"PK\x03\x04"
+_INPUT_PIECE = 1 << 20
+_SUPPORTED_METHODS = {
+    zipfile.ZIP_STORED: "stored",
+    zipfile.ZIP_DEFLATED: "deflate",
+    zipfile.ZIP_BZIP2: "bzip2",
+    zipfile.ZIP_LZMA: "lzma",
+}
+
+
+@dataclass(frozen=True)
+class Member:
+    """A data member of an archive, as its central directory describes it."""
+
+    name: str  # the name as stored in the archive
+    array_name: str  # sanitised: the path without its extension, "/"-separated
+    file_size: int
+    compress_size: int
+    crc32: int
+    method: int
+    header_offset: int
+    info: zipfile.ZipInfo
+
+
+def array_name_for(archive: str, member: str) -> str:
+    """The array name for a member: its path without extension; hostile names are refused."""
+    if "\\" in member:
+        raise ArchiveError(archive, member, "member name contains a backslash; rename it in the archive")
+    if member.startswith("/") or (len(member) > 1 and member[1] == ":"):
+        raise ArchiveError(archive, member, "member name is an absolute path; rename it in the archive")
+    parts = member.split("/")
+    if any(p in ("..", ".") for p in parts):
+        raise ArchiveError(archive, member, "member name contains '.' or '..'; rename it in the archive")
+    if any(p == "" for p in parts):
+        raise ArchiveError(archive, member, "member name has an empty path part; rename it in the archive")
+    if any(p.startswith("__") for p in parts):
+        raise ArchiveError(archive, member, "member name parts may not start with '__' (reserved by Zarr)")
+    if any(ord(c) < 32 for c in member):
+        raise ArchiveError(archive, member, "member name contains control characters")
+    stem, _ext = posixpath.splitext(member)
+    if not posixpath.basename(stem):
+        raise ArchiveError(archive, member, "member name is empty once its extension is removed")
+    return stem
+
+
+def list_members(archive: str, zf: zipfile.ZipFile) -> list[Member]:
+    """Data members in archive order; directories skipped; names checked for hostility and clashes."""
+    members: list[Member] = []
+    seen: dict[str, str] = {}
+    for info in zf.infolist():
+        if info.is_dir():
+            continue
+        name = array_name_for(archive, info.filename)
+        other = seen.get(name.casefold())
+        if other is not None:
+            what = "is a duplicate" if other == info.filename else f"clashes with {other!r} once named"
+            raise ArchiveError(archive, info.filename, f"member {what}; rename one in the archive")
+        seen[name.casefold()] = info.filename
+        members.append(
+            Member(
+                name=info.filename,
+                array_name=name,
+                file_size=info.file_size,
+                compress_size=info.compress_size,
+                crc32=info.CRC,
+                method=info.compress_type,
+                header_offset=info.header_offset,
+                info=info,
+            )
+        )
+    if not members:
+        raise ArchiveError(archive, None, "archive holds no data members")
+    return members
+
+
+def check_member(archive: str, member: Member, max_ratio: float, max_member_bytes: int) -> None:
+    """Refuse what cannot or must not be inflated, before inflating anything."""
+    if member.info.flag_bits & 0x1:
+        raise ArchiveError(archive, member.name, "member is encrypted; decrypt the archive first")
+    if member.method not in _SUPPORTED_METHODS:
+        raise ArchiveError(
+            archive,
+            member.name,
+            f"unsupported compression method {member.method}; "
+            "re-zip with deflate, bzip2, lzma or no compression",
+        )
+    if member.file_size > max_member_bytes:
+        raise ArchiveError(
+            archive,
+            member.name,
+            f"inflates to {member.file_size} bytes, over max_member_bytes={max_member_bytes}; "
+            "raise the limit if this is expected",
+        )
+    if member.compress_size and member.file_size / member.compress_size > max_ratio:
+        raise ArchiveError(
+            archive,
+            member.name,
+            f"compression ratio {member.file_size / member.compress_size:.0f} exceeds "
+            f"max_ratio={max_ratio:g} (possible decompression bomb); raise the limit if expected",
+        )
+
+
+class MemberReader:
+    """Reads one member's inflated bytes into caller buffers, checking CRC32 and size at the end."""
+
+    def __init__(self, archive: str, fileobj: BinaryIO, zf: zipfile.ZipFile, member: Member) -> None:
+        self.archive = archive
+        self.member = member
+        self.crc = 0
+        self.produced = 0
+        self._fileobj = fileobj
+        self._raw: Any = None
+        self._zip_stream: Any = None
+        if member.method == zipfile.ZIP_DEFLATED:
+            fileobj.seek(self._data_offset())
+            self._remaining_in = member.compress_size
+            self._pending: Any = b""
+            self._raw = raw_decompressobj()
+        else:
+            # zipfile checks its own CRC too; ours runs anyway so both paths report alike.
+            self._zip_stream = zf.open(member.info)
+
+    def _data_offset(self) -> int:
+        self._fileobj.seek(self.member.header_offset)
+        header = self._fileobj.read(_LOCAL_HEADER.size)
+        if len(header) != _LOCAL_HEADER.size:
+            raise ArchiveError(self.archive, self.member.name, "local header is truncated")
+        fields = _LOCAL_HEADER.unpack(header)
+        if fields[0] != _LOCAL_SIGNATURE:
+            raise ArchiveError(self.archive, self.member.name, "local header is corrupt (bad signature)")
+        name_len, extra_len = fields[10], fields[11]
+        return self.member.header_offset + _LOCAL_HEADER.size + name_len + extra_len
+
+    def readinto(self, out: memoryview) -> int:
+        """Fill `out` as far as the member allows; returns the byte count (short only at the end)."""
+        n = self._read_raw(out) if self._raw is not None else self._read_zipfile(out)
+        if n:
+            self.crc = crc32(out[:n], self.crc)
+            self.produced += n
+        return n
+
+    def _read_raw(self, out: memoryview) -> int:
+        filled = 0
+        want = len(out)
+        d = self._raw
+        while filled < want and not d.eof:
+            if not self._pending and self._remaining_in > 0:
+                piece = self._fileobj.read(min(_INPUT_PIECE, self._remaining_in))
+                if not piece:
+                    raise ArchiveError(self.archive, self.member.name, "archive is truncated")
+                self._remaining_in -= len(piece)
+                self._pending = piece
+            try:
+                # max_length bounds the output: a tiny piece of a bomb cannot return gigabytes.
+                chunk = d.decompress(self._pending, want - filled)
+            except Exception as exc:  # zlib.error / isal error: corrupt deflate data
+                raise ArchiveError(self.archive, self.member.name, f"corrupt deflate data ({exc})") from None
+            self._pending = d.unconsumed_tail
+            if chunk:
+                out[filled : filled + len(chunk)] = chunk
+                filled += len(chunk)
+            elif not self._pending and self._remaining_in <= 0:
+                raise ArchiveError(
+                    self.archive, self.member.name, "deflate stream ends early (archive truncated or corrupt)"
+                )
+        return filled
+
+    def _read_zipfile(self, out: memoryview) -> int:
+        filled = 0
+        try:
+            while filled < len(out):
+                n = self._zip_stream.readinto(out[filled:])
+                if not n:
+                    break
+                filled += n
+        except zipfile.BadZipFile as exc:
+            raise ArchiveError(self.archive, self.member.name, str(exc)) from None
+        except (EOFError, OSError, ValueError) as exc:
+            raise ArchiveError(self.archive, self.member.name, f"corrupt member data ({exc})") from None
+        return filled
+
+    def verify_end(self) -> None:
+        """After the last read: the inflated size and CRC32 must match the central directory."""
+        if self._raw is not None:
+            extra = bytearray(1)
+            if self.produced == self.member.file_size and self._read_raw(memoryview(extra)):
+                self.produced += 1
+        elif self.produced == self.member.file_size and self._zip_stream.read(1):
+            self.produced += 1
+        if self.produced != self.member.file_size:
+            raise ArchiveError(
+                self.archive,
+                self.member.name,
+                f"inflated size {'exceeds' if self.produced > self.member.file_size else 'is'} "
+                f"{self.produced} bytes but the archive declares {self.member.file_size}",
+            )
+        if self.crc != self.member.crc32:
+            raise ArchiveError(
+                self.archive,
+                self.member.name,
+                f"CRC32 mismatch: data gives {self.crc:08x}, archive records {self.member.crc32:08x}; "
+                "the archive is corrupt",
+            )
+
+    def close(self) -> None:
+        if self._zip_stream is not None:
+            self._zip_stream.close()
+
+
+def open_archive(archive: str) -> tuple[BinaryIO, zipfile.ZipFile]:
+    """Open an archive for streaming; not-a-ZIP and unreadable directories become ArchiveError."""
+    try:
+        fileobj = open(archive, "rb")  # noqa: SIM115 - closed by the caller
+    except OSError as exc:
+        raise ArchiveError(archive, None, f"cannot open: {exc.strerror}") from None
+    try:
+        zf = zipfile.ZipFile(fileobj)
+    except zipfile.BadZipFile as exc:
+        fileobj.close()
+        raise ArchiveError(archive, None, f"not a readable ZIP archive ({exc})") from None
+    except (OSError, EOFError, ValueError) as exc:
+        fileobj.close()
+        raise ArchiveError(archive, None, f"not a readable ZIP archive ({exc})") from None
+    return fileobj, zf
+
+
+def iter_slabs(reader: MemberReader, buffer: memoryview) -> Iterator[int]:
+    """Fill `buffer` again and again; yields how many bytes each fill holds."""
+    while True:
+        n = reader.readinto(buffer)
+        if n == 0:
+            return
+        yield n
+        if n < len(buffer):
+            return

@@ -1,0 +1,86 @@
+"""Codec presets chosen by name: one name, the same compression in Zarr 2, Zarr 3 and HDF5.
+
+Only codecs that other Zarr and HDF5 implementations read are offered. Byte shuffle is used
+where the format has a standard one: inside Blosc everywhere, and HDF5's own shuffle filter
+for zstd and gzip. Zarr 3 has no standard shuffle codec, so zstd and gzip go without it there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class CodecPreset:
+    name: str
+    kind: str  # "none" | "blosc" | "zstd" | "gzip"
+    cname: str | None = None
+    level: int = 0
+    description: str = ""
+
+    def zarr_compressors(self, zarr_format: int) -> Any:
+        """The `compressors=` argument of zarr.create_array for this preset."""
+        if self.kind == "none":
+            return None
+        if zarr_format == 3:
+            from zarr.codecs import BloscCodec, GzipCodec, ZstdCodec
+
+            if self.kind == "blosc":
+                return [BloscCodec(cname=self.cname, clevel=self.level, shuffle="shuffle")]
+            if self.kind == "zstd":
+                return [ZstdCodec(level=self.level)]
+            return [GzipCodec(level=self.level)]
+        import numcodecs
+
+        if self.kind == "blosc":
+            return numcodecs.Blosc(cname=self.cname, clevel=self.level, shuffle=numcodecs.Blosc.SHUFFLE)
+        if self.kind == "zstd":
+            return numcodecs.Zstd(level=self.level)
+        return numcodecs.GZip(level=self.level)
+
+    def numcodecs_codec(self) -> Any:
+        """The numcodecs codec whose output is the bytes of one chunk in either Zarr format."""
+        if self.kind == "none":
+            return None
+        import numcodecs
+
+        if self.kind == "blosc":
+            return numcodecs.Blosc(cname=self.cname, clevel=self.level, shuffle=numcodecs.Blosc.SHUFFLE)
+        if self.kind == "zstd":
+            return numcodecs.Zstd(level=self.level)
+        return numcodecs.GZip(level=self.level)
+
+    def hdf5_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of h5py's create_dataset for this preset."""
+        if self.kind == "none":
+            return {}
+        if self.kind == "gzip":
+            return {"compression": "gzip", "compression_opts": self.level, "shuffle": True}
+        import hdf5plugin
+
+        if self.kind == "blosc":
+            return dict(
+                hdf5plugin.Blosc(cname=self.cname, clevel=self.level, shuffle=hdf5plugin.Blosc.SHUFFLE)
+            )
+        return {**dict(hdf5plugin.Zstd(clevel=self.level)), "shuffle": True}
+
+
+PRESETS: dict[str, CodecPreset] = {
+    p.name: p
+    for p in (
+        CodecPreset("none", "none", description="uncompressed; HDF5 stays contiguous and mappable"),
+        CodecPreset("blosc-lz4", "blosc", "lz4", 5, "Blosc LZ4 + byte shuffle: fast, light"),
+        CodecPreset("blosc-zstd", "blosc", "zstd", 3, "Blosc Zstd level 3 + byte shuffle"),
+        CodecPreset("zstd", "zstd", None, 3, "Zstandard level 3 (HDF5: with shuffle)"),
+        CodecPreset("gzip", "gzip", None, 5, "gzip level 5, the most portable (HDF5: with shuffle)"),
+    )
+}
+
+
+def get_preset(name: str) -> CodecPreset:
+    """The preset called `name`; KeyError names the known ones."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise KeyError(f"unknown codec {name!r}; choose one of {', '.join(PRESETS)}") from None

@@ -1,0 +1,189 @@
+"""RunConfig: one run's settings from YAML and flags, merged and validated before any work.
+
+Every key is documented in KEYS (name -> help); `zconvert config --example` and the README
+are built from the same table. Errors name the key and the file.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+from .codecs import PRESETS
+from .errors import ConfigError
+from .records import ConvertOptions
+
+# key -> (example value, one-line documentation). The single place every key is described.
+KEYS: dict[str, tuple[Any, str]] = {
+    "inputs": (["data/seed"], "archives or folders (searched recursively for *.zip)"),
+    "output": ("out/seed", "output folder; stores and manifest.json go here"),
+    "format": ("zarr", "zarr | hdf5"),
+    "zarr_format": (3, "2 | 3 (Zarr only; 2 for older readers)"),
+    "dtype": ("<f4", "numpy dtype of the raw blobs, with byte order"),
+    "shape": ([-1, 4], "shape of each member; -1 first means rows inferred from its size"),
+    "chunk_rows": (262144, "rows per chunk; default: about 4 MiB per chunk"),
+    "codec": ("blosc-lz4", " | ".join(PRESETS)),
+    "workers": (2, "worker processes; default: CPU count"),
+    "executor": ("local", "local (process pool) | serial (in-process, for debugging)"),
+    "slab_bytes": (8 << 20, "bytes inflated and written at a time per worker (whole chunks)"),
+    "max_ratio": (1000.0, "refuse members whose inflated/deflated size ratio is higher"),
+    "max_member_bytes": (1 << 40, "refuse members larger than this when inflated"),
+    "overwrite": (False, "redo every store even if it is complete and up to date"),
+    "debug": (False, "keep tracebacks of failures (the CLI's --debug)"),
+}
+
+EXECUTORS = ("local", "serial")
+
+
+def _parse_shape(value: Any, key: str, source: str | None) -> tuple[int, ...]:
+    if isinstance(value, str):
+        parts = [p.strip() for p in value.replace("x", ",").split(",") if p.strip()]
+        try:
+            value = [int(p) for p in parts]
+        except ValueError:
+            raise ConfigError(key, f"{value!r} is not a list of integers like -1,4", source) from None
+    if not isinstance(value, (list, tuple)) or not value:
+        raise ConfigError(key, f"{value!r} is not a list of integers like [-1, 4]", source)
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        raise ConfigError(key, f"{value!r} must hold integers only", source)
+    if any(v == 0 or v < -1 for v in value) or any(v == -1 for v in value[1:]):
+        raise ConfigError(
+            key, f"{list(value)} is impossible: sizes must be positive, only the first may be -1", source
+        )
+    return tuple(value)
+
+
+def _parse_dtype(value: Any, key: str, source: str | None) -> str:
+    import numpy as np
+
+    try:
+        dt = np.dtype(value)
+    except TypeError:
+        raise ConfigError(key, f"{value!r} is not a numpy dtype such as <f4", source) from None
+    if dt.kind not in "fiuc" or dt.itemsize == 0:
+        raise ConfigError(key, f"{value!r} must be a numeric dtype such as <f4", source)
+    return dt.str
+
+
+def _expect(value: Any, types: type | tuple[type, ...], key: str, source: str | None, what: str) -> Any:
+    if isinstance(value, bool) and bool not in (types if isinstance(types, tuple) else (types,)):
+        raise ConfigError(key, f"{value!r} is not {what}", source)
+    if not isinstance(value, types):
+        raise ConfigError(key, f"{value!r} is not {what}", source)
+    return value
+
+
+def _positive_int(value: Any, key: str, source: str | None) -> int:
+    _expect(value, int, key, source, "a whole number")
+    if value <= 0:
+        raise ConfigError(key, f"{value} must be a positive whole number", source)
+    return value
+
+
+def _choice(value: Any, key: str, source: str | None, choices: tuple[Any, ...]) -> Any:
+    if value not in choices:
+        raise ConfigError(key, f"{value!r} is not one of {', '.join(map(str, choices))}", source)
+    return value
+
+
+def _validate(key: str, value: Any, source: str | None) -> Any:
+    """Check and normalise one key's value; ConfigError names the key and the source."""
+    if key == "inputs":
+        if isinstance(value, (str, os.PathLike)):
+            value = [value]
+        _expect(value, (list, tuple), key, source, "a list of paths")
+        if not value:
+            raise ConfigError(key, "no inputs given", source)
+        return tuple(os.fspath(_expect(v, (str, os.PathLike), key, source, "a path")) for v in value)
+    if key == "output":
+        return os.fspath(_expect(value, (str, os.PathLike), key, source, "a path"))
+    if key == "format":
+        return _choice(value, key, source, ("zarr", "hdf5"))
+    if key == "zarr_format":
+        return _choice(value, key, source, (2, 3))
+    if key == "dtype":
+        return _parse_dtype(value, key, source)
+    if key == "shape":
+        return _parse_shape(value, key, source)
+    if key in ("chunk_rows", "workers", "slab_bytes", "max_member_bytes"):
+        return None if value is None and key in ("chunk_rows", "workers") else _positive_int(value, key, source)
+    if key == "codec":
+        return _choice(value, key, source, tuple(PRESETS))
+    if key == "executor":
+        return _choice(value, key, source, EXECUTORS)
+    if key == "max_ratio":
+        _expect(value, (int, float), key, source, "a number")
+        if value <= 1:
+            raise ConfigError(key, f"{value} must be greater than 1", source)
+        return float(value)
+    if key in ("overwrite", "debug"):
+        return _expect(value, bool, key, source, "true or false")
+    raise ConfigError(key, f"unknown key; known keys are {', '.join(KEYS)}", source)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """A validated run: where to read, where to write, how to convert and with what engine."""
+
+    inputs: tuple[str, ...]
+    output: str
+    options: ConvertOptions = field(default_factory=ConvertOptions)
+    workers: int | None = None
+    executor: str = "local"
+    overwrite: bool = False
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any], source: str | None = None) -> RunConfig:
+        """Validate `values` (YAML keys); unknown keys and bad values raise ConfigError."""
+        clean = _validated(values, source)
+        for required in ("inputs", "output"):
+            if required not in clean:
+                raise ConfigError(required, "is required (as a flag or a YAML key)", source)
+        option_names = {f.name for f in fields(ConvertOptions)}
+        options = replace(ConvertOptions(), **{k: v for k, v in clean.items() if k in option_names})
+        rest = {k: v for k, v in clean.items() if k not in option_names}
+        return cls(options=options, **rest)
+
+
+def _validated(values: Mapping[str, Any], source: str | None) -> dict[str, Any]:
+    unknown = sorted(str(k) for k in values if k not in KEYS)
+    if unknown:
+        plural = "s" if len(unknown) > 1 else ""
+        raise ConfigError(
+            ", ".join(unknown), f"unknown key{plural}; known keys are {', '.join(KEYS)}", source
+        )
+    return {k: _validate(k, v, source) for k, v in values.items()}
+
+
+def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a YAML run file with the safe loader; the top level must be a mapping."""
+    import yaml
+
+    path = os.fspath(path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except FileNotFoundError:
+        raise ConfigError(None, "config file not found", path) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(None, f"not valid YAML{where}", path) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(None, "the top level must be a mapping of keys to values", path)
+    return data
+
+
+def build_config(config_file: str | os.PathLike[str] | None = None, **overrides: Any) -> RunConfig:
+    """Merge a YAML file (if any) with explicit overrides (flags win) and validate the whole."""
+    values: dict[str, Any] = {}
+    source = None
+    if config_file is not None:
+        source = os.fspath(config_file)
+        values.update(_validated(load_yaml(source), source))  # errors blame the file
+    values.update(_validated({k: v for k, v in overrides.items() if v is not None}, None))
+    return RunConfig.from_mapping(values, source)

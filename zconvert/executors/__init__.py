@@ -1,0 +1,42 @@
+"""Executors run the worker function over tasks and yield Results as they complete.
+
+An executor is one method, `map(fn, tasks)`; a new engine is a new module registered in
+EXECUTORS, and nothing else changes.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterator, Sequence
+from typing import Protocol
+
+from ..records import Result, Task
+
+
+class Executor(Protocol):
+    def map(self, fn: Callable[[Task], Result], tasks: Sequence[Task]) -> Iterator[Result]:
+        """Run fn on every task; yield each Result as it completes (any order)."""
+
+
+EXECUTORS = {
+    "serial": "zconvert.executors.serial:SerialExecutor",
+    "local": "zconvert.executors.local:LocalExecutor",
+}
+
+
+def get_executor(name: str, workers: int | None = None, **options: object) -> Executor:
+    module_name, class_name = EXECUTORS[name].split(":")
+    cls = getattr(importlib.import_module(module_name), class_name)
+    return cls(workers=workers, **options)
+
+
+def crashed_result(task: Task, reason: str) -> Result:
+    """The Result of a task whose worker died or could not run it."""
+    return Result(
+        archive=task.archive,
+        store=task.store,
+        relpath=task.relpath,
+        status="failed",
+        format=task.options.format,
+        error=reason,
+    )

@@ -1,0 +1,87 @@
+"""Result records <-> OUT/manifest.json, written atomically (temporary, fsync, rename)."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from collections.abc import Iterable
+from dataclasses import asdict
+from typing import Any
+
+from ._version import __version__
+from .records import ConvertOptions, Result
+
+MANIFEST_NAME = "manifest.json"
+MANIFEST_VERSION = 1
+
+
+def manifest_path(out: str | os.PathLike[str]) -> str:
+    return os.path.join(os.fspath(out), MANIFEST_NAME)
+
+
+def write_json_atomic(path: str, document: Any) -> None:
+    """Write JSON so that readers see the old file or the new one, never a partial one."""
+    directory = os.path.dirname(path) or "."
+    fd, tmp = tempfile.mkstemp(prefix=".manifest.", suffix=".tmp", dir=directory)
+    try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a manifest is for every reader
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(document, f, indent=1, ensure_ascii=False)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def read_manifest(out: str | os.PathLike[str]) -> dict[str, Any]:
+    """The manifest document of a run folder; FileNotFoundError if there is none."""
+    with open(manifest_path(out), encoding="utf-8") as f:
+        return json.load(f)
+
+
+def read_results(out: str | os.PathLike[str]) -> list[Result]:
+    """The manifest's stores as Result records, in manifest order."""
+    return [Result.from_dict(d) for d in read_manifest(out).get("stores", [])]
+
+
+def write_manifest(
+    out: str | os.PathLike[str], results: Iterable[Result], options: ConvertOptions
+) -> str:
+    """Merge this run's results into OUT/manifest.json (earlier stores whose files still exist are
+    kept) and write it atomically; returns its path."""
+    path = manifest_path(out)
+    merged: dict[str, dict[str, Any]] = {}
+    try:
+        for entry in read_manifest(out).get("stores", []):
+            if entry.get("status") == "failed" or os.path.exists(entry.get("store", "")):
+                merged[entry["relpath"]] = entry
+    except (FileNotFoundError, ValueError, KeyError, TypeError):
+        pass
+    for result in results:
+        entry = result.to_dict()
+        if entry.get("traceback") is None:
+            entry.pop("traceback", None)
+        merged[result.relpath] = entry
+    document = {
+        "zconvert_version": __version__,
+        "manifest_version": MANIFEST_VERSION,
+        "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "options": asdict(options),
+        "stores": [merged[k] for k in sorted(merged)],
+    }
+    write_json_atomic(path, document)
+    return path

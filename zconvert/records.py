@@ -1,0 +1,89 @@
+"""The small, picklable records that cross process boundaries: Task in, Result out.
+
+No open file, array or store handle ever lives in one of these; executors ship them and
+the manifest stores them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ConvertOptions:
+    """How every archive of a run is converted (shared by all its tasks)."""
+
+    format: str = "zarr"
+    zarr_format: int = 3
+    dtype: str = "<f4"
+    shape: tuple[int, ...] = (-1, 4)
+    chunk_rows: int | None = None
+    codec: str = "blosc-lz4"
+    slab_bytes: int = 8 << 20
+    max_ratio: float = 1000.0
+    max_member_bytes: int = 1 << 40
+    debug: bool = False
+
+
+@dataclass(frozen=True)
+class Task:
+    """Convert one archive into one store."""
+
+    archive: str  # absolute path of the source archive
+    store: str  # absolute final path of the store
+    relpath: str  # store path relative to the output folder (the manifest key)
+    options: ConvertOptions
+
+
+@dataclass(frozen=True)
+class ArrayRecord:
+    """One converted member: where it lives in the store and what it holds."""
+
+    name: str
+    member: str
+    shape: tuple[int, ...]
+    dtype: str
+    chunks: tuple[int, ...]
+    codec: str
+    crc32: int
+    nbytes: int
+    stored_bytes: int | None = None
+
+
+@dataclass(frozen=True)
+class Result:
+    """What a worker returns for one task: a few hundred bytes, never array data."""
+
+    archive: str
+    store: str
+    relpath: str
+    status: str  # "converted" | "failed" | "skipped"
+    format: str
+    arrays: tuple[ArrayRecord, ...] = ()
+    error: str | None = None
+    member: str | None = None
+    bytes_in: int = 0
+    bytes_out: int = 0
+    seconds: float = 0.0
+    pid: int = 0
+    traceback: str | None = field(default=None, repr=False)
+
+    @property
+    def ok(self) -> bool:
+        return self.status != "failed"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["arrays"] = [asdict(a) for a in self.arrays]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Result:
+        d = dict(d)
+        arrays = tuple(
+            ArrayRecord(**{**a, "shape": tuple(a["shape"]), "chunks": tuple(a["chunks"])})
+            for a in d.pop("arrays", ())
+        )
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(arrays=arrays, **{k: v for k, v in d.items() if k in known})

@@ -1,0 +1,56 @@
+"""Sinks write one store: arrays are added, filled a slab of whole chunks at a time, then the
+store is committed (made visible at its final path) or aborted (nothing left behind).
+
+A new output format is a new module here registered in SINKS; nothing else changes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from ..records import ConvertOptions
+
+
+@dataclass(frozen=True)
+class ArraySpec:
+    """What a sink needs to create one array."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    chunks: tuple[int, ...]
+    dimension_names: tuple[str, ...]
+    attributes: dict[str, Any]
+
+
+class Sink(Protocol):
+    def add_array(self, spec: ArraySpec) -> Any:
+        """Create an array; returns a handle for write_slab."""
+
+    def write_slab(self, handle: Any, row_start: int, slab: np.ndarray) -> None:
+        """Write rows [row_start, row_start + len(slab)); row_start is a chunk boundary."""
+
+    def finish_array(self, handle: Any) -> int | None:
+        """Called once an array is fully written; returns its stored bytes if known."""
+
+    def commit(self) -> None:
+        """Make the complete store visible at its final path."""
+
+    def abort(self) -> None:
+        """Remove everything written so far; safe to call after a failed commit."""
+
+
+SINKS = {"zarr": "zconvert.sinks.zarr:ZarrSink", "hdf5": "zconvert.sinks.hdf5:HDF5Sink"}
+SUFFIXES = {"zarr": ".zarr", "hdf5": ".h5"}
+
+
+def open_sink(final_path: str, options: ConvertOptions, attributes: dict[str, Any]) -> Sink:
+    """A sink of options.format writing a temporary sibling of `final_path`."""
+    import importlib
+
+    module_name, class_name = SINKS[options.format].split(":")
+    cls = getattr(importlib.import_module(module_name), class_name)
+    return cls(final_path, options, attributes)

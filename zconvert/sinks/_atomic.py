@@ -1,0 +1,55 @@
+"""Temporaries and renames: a store appears at its final path only when it is complete."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+
+TEMP_MARK = ".zconvert-tmp-"
+
+
+def temp_sibling(final_path: str) -> str:
+    """A hidden sibling of final_path that no reader globbing for stores will pick up."""
+    parent, base = os.path.split(final_path)
+    return os.path.join(parent, f".{base}{TEMP_MARK}{os.getpid()}-{uuid.uuid4().hex[:8]}")
+
+
+def remove_path(path: str) -> None:
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+
+
+def publish(temp_path: str, final_path: str) -> None:
+    """Move a complete temporary into place, replacing any older store there.
+
+    A file is replaced atomically. A directory cannot be renamed over a non-empty one, so the
+    old store is first renamed aside: for a moment nothing is at the final path, but never an
+    incomplete store.
+    """
+    if os.path.isdir(temp_path) and os.path.lexists(final_path):
+        aside = temp_sibling(final_path) + ".old"
+        os.rename(final_path, aside)
+        os.rename(temp_path, final_path)
+        remove_path(aside)
+    else:
+        os.replace(temp_path, final_path)
+    _fsync_dir(os.path.dirname(final_path) or ".")
+
+
+def _fsync_dir(path: str) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -1,0 +1,243 @@
+"""Convert one Task into one store: the only function executors run.
+
+Inflate each member a slab of whole chunks at a time into one reused buffer, hand the slab
+to the sink, check CRC32 and size, then commit. Whatever goes wrong becomes a failed Result
+naming the archive and member; nothing is left at the store's final path.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+import traceback
+from typing import Any
+
+import numpy as np
+
+from ._version import __version__
+from .archive import Member, MemberReader, check_member, iter_slabs, list_members, open_archive
+from .errors import ArchiveError
+from .records import ArrayRecord, ConvertOptions, Result, Task
+from .sinks import ArraySpec, open_sink
+
+TARGET_CHUNK_BYTES = 4 << 20
+
+
+def init_process() -> None:
+    """Run once in each worker process: one thread per process for the libraries inside, so
+    that N workers use N cores instead of oversubscribing them."""
+    os.environ.setdefault("BLOSC_NTHREADS", "1")
+    try:
+        import numcodecs.blosc
+
+        numcodecs.blosc.set_nthreads(1)
+        numcodecs.blosc.use_threads = False
+    except (ImportError, AttributeError):  # pragma: no cover
+        pass
+    try:
+        import zarr
+
+        zarr.config.set({"threading.max_workers": 1})
+    except ImportError:  # pragma: no cover
+        pass
+
+
+def record_layout(options: ConvertOptions) -> tuple[np.dtype, tuple[int, ...], int]:
+    """dtype, the shape of one row (all dims after the first) and the bytes of one row."""
+    dtype = np.dtype(options.dtype)
+    row_shape = tuple(options.shape[1:])
+    return dtype, row_shape, dtype.itemsize * math.prod(row_shape)
+
+
+def default_chunk_rows(row_bytes: int) -> int:
+    return max(1, TARGET_CHUNK_BYTES // row_bytes)
+
+
+def array_shape(archive: str, member: Member, options: ConvertOptions) -> tuple[int, ...]:
+    """The member's array shape; a size that does not fit dtype and shape is refused."""
+    dtype, row_shape, row_bytes = record_layout(options)
+    declared = f"--shape {','.join(map(str, options.shape))} --dtype {dtype.str}"
+    if member.file_size % row_bytes:
+        raise ArchiveError(
+            archive,
+            member.name,
+            f"size {member.file_size} bytes is not a multiple of the record size {row_bytes} "
+            f"({declared}); check --dtype and --shape",
+        )
+    rows = member.file_size // row_bytes
+    if options.shape[0] != -1 and rows != options.shape[0]:
+        raise ArchiveError(
+            archive,
+            member.name,
+            f"size {member.file_size} bytes holds {rows} rows, not the {options.shape[0]} of {declared}",
+        )
+    return (rows, *row_shape)
+
+
+def dimension_names(members: list[Member], shapes: list[tuple[int, ...]]) -> list[tuple[str, ...]]:
+    """xarray-friendly names: a shared 'row' when all arrays have the same length, otherwise
+    one row dimension per array (xarray rejects one name with two lengths)."""
+    shared = len({s[0] for s in shapes}) == 1
+    names = []
+    for member, shape in zip(members, shapes, strict=True):
+        row = "row" if shared else f"{member.array_name.replace('/', '_')}_row"
+        rest = ("column",) if len(shape) == 2 else tuple(f"dim_{i}" for i in range(1, len(shape)))
+        names.append((row, *rest))
+    return names
+
+
+def _convert(task: Task) -> tuple[list[ArrayRecord], int, int]:
+    options = task.options
+    dtype, row_shape, row_bytes = record_layout(options)
+    chunk_rows = options.chunk_rows or default_chunk_rows(row_bytes)
+    fileobj, zf = open_archive(task.archive)
+    with fileobj, zf:
+        members = list_members(task.archive, zf)
+        for member in members:
+            check_member(task.archive, member, options.max_ratio, options.max_member_bytes)
+        shapes = [array_shape(task.archive, m, options) for m in members]
+        dims = dimension_names(members, shapes)
+        stat = os.stat(task.archive)
+        sink = open_sink(
+            task.store,
+            options,
+            {
+                "zconvert_version": __version__,
+                "source_archive": task.archive,
+                "source_size": stat.st_size,
+                "source_mtime_ns": stat.st_mtime_ns,
+            },
+        )
+        try:
+            slab_chunks = max(1, options.slab_bytes // (chunk_rows * row_bytes))
+            slab_rows_max = chunk_rows * slab_chunks
+            longest = max(s[0] for s in shapes)
+            buffer = np.empty((min(slab_rows_max, max(longest, 1)), *row_shape), dtype=dtype)
+            records = []
+            for member, shape, dim_names in zip(members, shapes, dims, strict=True):
+                records.append(
+                    _copy_member(task, fileobj, zf, member, shape, dim_names, chunk_rows, buffer, sink)
+                )
+            sink.commit()
+        except BaseException:
+            sink.abort()
+            raise
+    bytes_in = sum(m.compress_size for m in members)
+    bytes_out = sum(m.file_size for m in members)
+    return records, bytes_in, bytes_out
+
+
+def _copy_member(
+    task: Task,
+    fileobj: Any,
+    zf: Any,
+    member: Member,
+    shape: tuple[int, ...],
+    dim_names: tuple[str, ...],
+    chunk_rows: int,
+    buffer: np.ndarray,
+    sink: Any,
+) -> ArrayRecord:
+    options = task.options
+    rows = shape[0]
+    chunks = (max(1, min(chunk_rows, rows)), *shape[1:])
+    handle = sink.add_array(
+        ArraySpec(
+            name=member.array_name,
+            shape=shape,
+            dtype=np.dtype(options.dtype).str,
+            chunks=chunks,
+            dimension_names=dim_names,
+            attributes={
+                "source_archive": task.archive,
+                "member": member.name,
+                "crc32": member.crc32,
+                "nbytes": member.file_size,
+                "dtype": np.dtype(options.dtype).str,
+                "zconvert_version": __version__,
+            },
+        )
+    )
+    # A slab is a whole number of chunks, so no chunk is ever written twice.
+    slab_rows = (len(buffer) // chunks[0]) * chunks[0] if len(buffer) >= chunks[0] else len(buffer)
+    slab = buffer[:slab_rows]
+    slab_bytes = memoryview(slab).cast("B")
+    row_bytes = slab.itemsize * math.prod(shape[1:]) if rows else 1
+    reader = MemberReader(task.archive, fileobj, zf, member)
+    try:
+        row = 0
+        for nbytes in iter_slabs(reader, slab_bytes):
+            n_rows, rest = divmod(nbytes, row_bytes)
+            if rest or row + n_rows > rows:
+                raise ArchiveError(
+                    task.archive,
+                    member.name,
+                    f"inflates to more or other than the {member.file_size} bytes the archive declares",
+                )
+            sink.write_slab(handle, row, slab[:n_rows])
+            row += n_rows
+        reader.verify_end()
+    finally:
+        reader.close()
+    stored = sink.finish_array(handle)
+    return ArrayRecord(
+        name=member.array_name,
+        member=member.name,
+        shape=shape,
+        dtype=np.dtype(options.dtype).str,
+        chunks=chunks,
+        codec=options.codec,
+        crc32=member.crc32,
+        nbytes=member.file_size,
+        stored_bytes=stored,
+    )
+
+
+def convert_task(task: Task) -> Result:
+    """Convert one archive; never raises for a bad archive, returns a failed Result instead."""
+    start = time.perf_counter()
+    base = {
+        "archive": task.archive,
+        "store": task.store,
+        "relpath": task.relpath,
+        "format": task.options.format,
+        "pid": os.getpid(),
+    }
+    try:
+        records, bytes_in, bytes_out = _convert(task)
+    except ArchiveError as exc:
+        return Result(
+            **base,
+            status="failed",
+            error=exc.reason,
+            member=exc.member,
+            seconds=time.perf_counter() - start,
+            traceback=traceback.format_exc() if task.options.debug else None,
+        )
+    except Exception as exc:
+        return Result(
+            **base,
+            status="failed",
+            error=_describe(exc),
+            seconds=time.perf_counter() - start,
+            traceback=traceback.format_exc() if task.options.debug else None,
+        )
+    return Result(
+        **base,
+        status="converted",
+        arrays=tuple(records),
+        bytes_in=bytes_in,
+        bytes_out=bytes_out,
+        seconds=time.perf_counter() - start,
+    )
+
+
+def _describe(exc: BaseException) -> str:
+    import errno
+
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+        return f"disk full or file too large while writing the store ({exc.strerror}); free space or raise the limit"
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.strerror}" + (f": {exc.filename}" if exc.filename else "")
+    return f"{type(exc).__name__}: {exc}"

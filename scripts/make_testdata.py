@@ -36,7 +36,9 @@ def write_archive(path: str, arrays: dict[str, np.ndarray], level: int = 6) -> N
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("folder")
     p.add_argument("-n", "--count", type=int, default=15)
     p.add_argument("--rows", type=int, default=2_000_000)
@@ -52,7 +54,9 @@ def main() -> None:
         data = member_data(rng, args.rows, args.cols, args.kind)
         path = os.path.join(args.folder, f"archive_{i:0{width}d}.zip")
         write_archive(path, {f"blob_{i:0{width}d}.bin": data}, args.level)
-    print(f"wrote {args.count} archives of {args.rows} x {args.cols} float32 ({args.kind}) to {args.folder}")
+    print(
+        f"wrote {args.count} archives of {args.rows} x {args.cols} float32 ({args.kind}) to {args.folder}"
+    )
 
 
 if __name__ == "__main__":

@@ -26,7 +26,17 @@ _LAZY = {
     "StoreError": "zconvert.errors",
 }
 
-__all__ = ["__version__", *_LAZY]
+__all__ = [
+    "ArchiveError",
+    "ConfigError",
+    "Report",
+    "StoreError",
+    "ZconvertError",
+    "__version__",
+    "array_names",
+    "convert",
+    "open",
+]
 
 
 def __getattr__(name: str) -> Any:

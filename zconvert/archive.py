@@ -45,16 +45,26 @@ class Member:
 def array_name_for(archive: str, member: str) -> str:
     """The array name for a member: its path without extension; hostile names are refused."""
     if "\\" in member:
-        raise ArchiveError(archive, member, "member name contains a backslash; rename it in the archive")
+        raise ArchiveError(
+            archive, member, "member name contains a backslash; rename it in the archive"
+        )
     if member.startswith("/") or (len(member) > 1 and member[1] == ":"):
-        raise ArchiveError(archive, member, "member name is an absolute path; rename it in the archive")
+        raise ArchiveError(
+            archive, member, "member name is an absolute path; rename it in the archive"
+        )
     parts = member.split("/")
     if any(p in ("..", ".") for p in parts):
-        raise ArchiveError(archive, member, "member name contains '.' or '..'; rename it in the archive")
+        raise ArchiveError(
+            archive, member, "member name contains '.' or '..'; rename it in the archive"
+        )
     if any(p == "" for p in parts):
-        raise ArchiveError(archive, member, "member name has an empty path part; rename it in the archive")
+        raise ArchiveError(
+            archive, member, "member name has an empty path part; rename it in the archive"
+        )
     if any(p.startswith("__") for p in parts):
-        raise ArchiveError(archive, member, "member name parts may not start with '__' (reserved by Zarr)")
+        raise ArchiveError(
+            archive, member, "member name parts may not start with '__' (reserved by Zarr)"
+        )
     if any(ord(c) < 32 for c in member):
         raise ArchiveError(archive, member, "member name contains control characters")
     stem, _ext = posixpath.splitext(member)
@@ -73,7 +83,9 @@ def list_members(archive: str, zf: zipfile.ZipFile) -> list[Member]:
         name = array_name_for(archive, info.filename)
         other = seen.get(name.casefold())
         if other is not None:
-            what = "is a duplicate" if other == info.filename else f"clashes with {other!r} once named"
+            what = (
+                "is a duplicate" if other == info.filename else f"clashes with {other!r} once named"
+            )
             raise ArchiveError(archive, info.filename, f"member {what}; rename one in the archive")
         seen[name.casefold()] = info.filename
         members.append(
@@ -123,7 +135,9 @@ def check_member(archive: str, member: Member, max_ratio: float, max_member_byte
 class MemberReader:
     """Reads one member's inflated bytes into caller buffers, checking CRC32 and size at the end."""
 
-    def __init__(self, archive: str, fileobj: BinaryIO, zf: zipfile.ZipFile, member: Member) -> None:
+    def __init__(
+        self, archive: str, fileobj: BinaryIO, zf: zipfile.ZipFile, member: Member
+    ) -> None:
         self.archive = archive
         self.member = member
         self.crc = 0
@@ -147,7 +161,9 @@ class MemberReader:
             raise ArchiveError(self.archive, self.member.name, "local header is truncated")
         fields = _LOCAL_HEADER.unpack(header)
         if fields[0] != _LOCAL_SIGNATURE:
-            raise ArchiveError(self.archive, self.member.name, "local header is corrupt (bad signature)")
+            raise ArchiveError(
+                self.archive, self.member.name, "local header is corrupt (bad signature)"
+            )
         name_len, extra_len = fields[10], fields[11]
         return self.member.header_offset + _LOCAL_HEADER.size + name_len + extra_len
 
@@ -174,14 +190,18 @@ class MemberReader:
                 # max_length bounds the output: a tiny piece of a bomb cannot return gigabytes.
                 chunk = d.decompress(self._pending, want - filled)
             except Exception as exc:  # zlib.error / isal error: corrupt deflate data
-                raise ArchiveError(self.archive, self.member.name, f"corrupt deflate data ({exc})") from None
+                raise ArchiveError(
+                    self.archive, self.member.name, f"corrupt deflate data ({exc})"
+                ) from None
             self._pending = d.unconsumed_tail
             if chunk:
                 out[filled : filled + len(chunk)] = chunk
                 filled += len(chunk)
-            elif not self._pending and self._remaining_in <= 0:
+            elif not self._pending and self._remaining_in <= 0 and not d.eof:
                 raise ArchiveError(
-                    self.archive, self.member.name, "deflate stream ends early (archive truncated or corrupt)"
+                    self.archive,
+                    self.member.name,
+                    "deflate stream ends early (archive truncated or corrupt)",
                 )
         return filled
 
@@ -196,7 +216,9 @@ class MemberReader:
         except zipfile.BadZipFile as exc:
             raise ArchiveError(self.archive, self.member.name, str(exc)) from None
         except (EOFError, OSError, ValueError) as exc:
-            raise ArchiveError(self.archive, self.member.name, f"corrupt member data ({exc})") from None
+            raise ArchiveError(
+                self.archive, self.member.name, f"corrupt member data ({exc})"
+            ) from None
         return filled
 
     def verify_end(self) -> None:

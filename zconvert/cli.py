@@ -35,11 +35,19 @@ def _add_convert_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("inputs", nargs="*", default=S, help="archives or folders (searched for *.zip)")
     p.add_argument("-o", "--output", default=S, help="output folder")
     p.add_argument("--config", default=None, help="a YAML run file; flags override its keys")
-    p.add_argument("--format", default=S, choices=["zarr", "hdf5"], help="store format (default zarr)")
-    p.add_argument("--zarr-format", default=S, type=int, choices=[2, 3], help="Zarr format (default 3)")
+    p.add_argument(
+        "--format", default=S, choices=["zarr", "hdf5"], help="store format (default zarr)"
+    )
+    p.add_argument(
+        "--zarr-format", default=S, type=int, choices=[2, 3], help="Zarr format (default 3)"
+    )
     p.add_argument("--dtype", default=S, help="numpy dtype of the blobs (default <f4)")
-    p.add_argument("--shape", default=S, help="shape of each member, -1 first = inferred (default -1,4)")
-    p.add_argument("--chunk-rows", default=S, type=int, help="rows per chunk (default ~4 MiB chunks)")
+    p.add_argument(
+        "--shape", default=S, help="shape of each member, -1 first = inferred (default -1,4)"
+    )
+    p.add_argument(
+        "--chunk-rows", default=S, type=int, help="rows per chunk (default ~4 MiB chunks)"
+    )
     p.add_argument("--codec", default=S, help="none, blosc-lz4 (default), blosc-zstd, zstd, gzip")
     p.add_argument("--workers", default=S, type=int, help="worker processes (default: CPU count)")
     p.add_argument("--executor", default=S, help="local (default) or serial")
@@ -140,7 +148,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"zconvert: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
-        print("zconvert: interrupted; finished stores are kept, partial ones removed", file=sys.stderr)
+        print(
+            "zconvert: interrupted; finished stores are kept, partial ones removed", file=sys.stderr
+        )
         return 130
 
 

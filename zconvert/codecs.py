@@ -34,7 +34,9 @@ class CodecPreset:
         import numcodecs
 
         if self.kind == "blosc":
-            return numcodecs.Blosc(cname=self.cname, clevel=self.level, shuffle=numcodecs.Blosc.SHUFFLE)
+            return numcodecs.Blosc(
+                cname=self.cname, clevel=self.level, shuffle=numcodecs.Blosc.SHUFFLE
+            )
         if self.kind == "zstd":
             return numcodecs.Zstd(level=self.level)
         return numcodecs.GZip(level=self.level)
@@ -46,7 +48,9 @@ class CodecPreset:
         import numcodecs
 
         if self.kind == "blosc":
-            return numcodecs.Blosc(cname=self.cname, clevel=self.level, shuffle=numcodecs.Blosc.SHUFFLE)
+            return numcodecs.Blosc(
+                cname=self.cname, clevel=self.level, shuffle=numcodecs.Blosc.SHUFFLE
+            )
         if self.kind == "zstd":
             return numcodecs.Zstd(level=self.level)
         return numcodecs.GZip(level=self.level)
@@ -61,7 +65,9 @@ class CodecPreset:
 
         if self.kind == "blosc":
             return dict(
-                hdf5plugin.Blosc(cname=self.cname, clevel=self.level, shuffle=hdf5plugin.Blosc.SHUFFLE)
+                hdf5plugin.Blosc(
+                    cname=self.cname, clevel=self.level, shuffle=hdf5plugin.Blosc.SHUFFLE
+                )
             )
         return {**dict(hdf5plugin.Zstd(clevel=self.level)), "shuffle": True}
 
@@ -73,7 +79,9 @@ PRESETS: dict[str, CodecPreset] = {
         CodecPreset("blosc-lz4", "blosc", "lz4", 5, "Blosc LZ4 + byte shuffle: fast, light"),
         CodecPreset("blosc-zstd", "blosc", "zstd", 3, "Blosc Zstd level 3 + byte shuffle"),
         CodecPreset("zstd", "zstd", None, 3, "Zstandard level 3 (HDF5: with shuffle)"),
-        CodecPreset("gzip", "gzip", None, 5, "gzip level 5, the most portable (HDF5: with shuffle)"),
+        CodecPreset(
+            "gzip", "gzip", None, 5, "gzip level 5, the most portable (HDF5: with shuffle)"
+        ),
     )
 }
 

@@ -43,14 +43,18 @@ def _parse_shape(value: Any, key: str, source: str | None) -> tuple[int, ...]:
         try:
             value = [int(p) for p in parts]
         except ValueError:
-            raise ConfigError(key, f"{value!r} is not a list of integers like -1,4", source) from None
+            raise ConfigError(
+                key, f"{value!r} is not a list of integers like -1,4", source
+            ) from None
     if not isinstance(value, (list, tuple)) or not value:
         raise ConfigError(key, f"{value!r} is not a list of integers like [-1, 4]", source)
     if not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
         raise ConfigError(key, f"{value!r} must hold integers only", source)
     if any(v == 0 or v < -1 for v in value) or any(v == -1 for v in value[1:]):
         raise ConfigError(
-            key, f"{list(value)} is impossible: sizes must be positive, only the first may be -1", source
+            key,
+            f"{list(value)} is impossible: sizes must be positive, only the first may be -1",
+            source,
         )
     return tuple(value)
 
@@ -67,7 +71,9 @@ def _parse_dtype(value: Any, key: str, source: str | None) -> str:
     return dt.str
 
 
-def _expect(value: Any, types: type | tuple[type, ...], key: str, source: str | None, what: str) -> Any:
+def _expect(
+    value: Any, types: type | tuple[type, ...], key: str, source: str | None, what: str
+) -> Any:
     if isinstance(value, bool) and bool not in (types if isinstance(types, tuple) else (types,)):
         raise ConfigError(key, f"{value!r} is not {what}", source)
     if not isinstance(value, types):
@@ -96,7 +102,9 @@ def _validate(key: str, value: Any, source: str | None) -> Any:
         _expect(value, (list, tuple), key, source, "a list of paths")
         if not value:
             raise ConfigError(key, "no inputs given", source)
-        return tuple(os.fspath(_expect(v, (str, os.PathLike), key, source, "a path")) for v in value)
+        return tuple(
+            os.fspath(_expect(v, (str, os.PathLike), key, source, "a path")) for v in value
+        )
     if key == "output":
         return os.fspath(_expect(value, (str, os.PathLike), key, source, "a path"))
     if key == "format":
@@ -108,7 +116,11 @@ def _validate(key: str, value: Any, source: str | None) -> Any:
     if key == "shape":
         return _parse_shape(value, key, source)
     if key in ("chunk_rows", "workers", "slab_bytes", "max_member_bytes"):
-        return None if value is None and key in ("chunk_rows", "workers") else _positive_int(value, key, source)
+        return (
+            None
+            if value is None and key in ("chunk_rows", "workers")
+            else _positive_int(value, key, source)
+        )
     if key == "codec":
         return _choice(value, key, source, tuple(PRESETS))
     if key == "executor":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import os
 from typing import Any
 
@@ -20,7 +21,7 @@ def store_format(store: str | os.PathLike[str]) -> str:
             return "zarr"
         raise StoreError(f"{path}: a folder but not a Zarr store (no zarr.json or .zgroup)")
     try:
-        with open(path, "rb") as f:
+        with builtins.open(path, "rb") as f:
             head = f.read(8)
     except FileNotFoundError:
         raise StoreError(f"{path}: no such store") from None
@@ -36,7 +37,9 @@ def array_names(store: str | os.PathLike[str]) -> list[str]:
         import zarr
 
         group = zarr.open_group(path, mode="r")
-        return sorted(n for n, node in group.members(max_depth=None) if isinstance(node, zarr.Array))
+        return sorted(
+            n for n, node in group.members(max_depth=None) if isinstance(node, zarr.Array)
+        )
     import h5py
 
     names: list[str] = []
@@ -54,7 +57,7 @@ def _pick(path: str, name: str | None) -> str:
     return names[0]
 
 
-def open(store: str | os.PathLike[str], name: str | None = None) -> Any:  # noqa: A001
+def open(store: str | os.PathLike[str], name: str | None = None) -> Any:
     """The array `name` of a store, lazily: a zarr.Array or an h5py.Dataset, read-only."""
     path = os.fspath(store)
     fmt = store_format(path)

@@ -100,5 +100,7 @@ def convert(
     """Convert archives (files or folders) into stores under `output`; options as the CLI's."""
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
-    cfg = build_config(config, inputs=[os.fspath(p) for p in inputs], output=os.fspath(output), **options)
+    cfg = build_config(
+        config, inputs=[os.fspath(p) for p in inputs], output=os.fspath(output), **options
+    )
     return run(cfg, on_result)

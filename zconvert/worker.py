@@ -117,7 +117,9 @@ def _convert(task: Task) -> tuple[list[ArrayRecord], int, int]:
             records = []
             for member, shape, dim_names in zip(members, shapes, dims, strict=True):
                 records.append(
-                    _copy_member(task, fileobj, zf, member, shape, dim_names, chunk_rows, buffer, sink)
+                    _copy_member(
+                        task, fileobj, zf, member, shape, dim_names, chunk_rows, buffer, sink
+                    )
                 )
             sink.commit()
         except BaseException:

@@ -44,7 +44,9 @@ class LocalExecutor:
     def _run_pool(self, fn, tasks, retried, initializer) -> Iterator[Result]:  # type: ignore[no-untyped-def]
         leftovers: list[Task] = []
         pool = ProcessPoolExecutor(
-            max_workers=min(self.workers, len(tasks)), mp_context=_context(), initializer=initializer
+            max_workers=min(self.workers, len(tasks)),
+            mp_context=_context(),
+            initializer=initializer,
         )
         try:
             futures: dict[Future[Result], Task] = {pool.submit(fn, t): t for t in tasks}
@@ -59,8 +61,9 @@ class LocalExecutor:
                         key = id(task)
                         if key in retried:
                             yield crashed_result(
-                                task, "worker process died twice converting this archive "
-                                "(killed, or out of memory)"
+                                task,
+                                "worker process died twice converting this archive "
+                                "(killed, or out of memory)",
                             )
                         else:
                             retried.add(key)

@@ -22,7 +22,9 @@ _PAGE = 4096
 
 
 class HDF5Sink:
-    def __init__(self, final_path: str, options: ConvertOptions, attributes: dict[str, Any]) -> None:
+    def __init__(
+        self, final_path: str, options: ConvertOptions, attributes: dict[str, Any]
+    ) -> None:
         self.final_path = final_path
         self.temp_path = temp_sibling(final_path)
         self.filters = get_preset(options.codec).hdf5_kwargs()
@@ -39,13 +41,19 @@ class HDF5Sink:
                 dset = self.file.create_dataset(spec.name, shape=spec.shape, dtype=spec.dtype)
             else:
                 dset = self.file.create_dataset(
-                    spec.name, shape=spec.shape, dtype=spec.dtype, chunks=spec.chunks, **self.filters
+                    spec.name,
+                    shape=spec.shape,
+                    dtype=spec.dtype,
+                    chunks=spec.chunks,
+                    **self.filters,
                 )
         else:
             dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
             dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)  # offset known before any write
             dcpl.set_fill_time(h5py.h5d.FILL_TIME_NEVER)  # no pass writing zeros first
-            dset = self.file.create_dataset(spec.name, shape=spec.shape, dtype=spec.dtype, dcpl=dcpl)
+            dset = self.file.create_dataset(
+                spec.name, shape=spec.shape, dtype=spec.dtype, dcpl=dcpl
+            )
         for dim, label in zip(dset.dims, spec.dimension_names, strict=True):
             dim.label = label
         dset.attrs.update(spec.attributes)

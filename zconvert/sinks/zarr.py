@@ -15,7 +15,9 @@ from ._atomic import publish, remove_path, temp_sibling
 
 
 class ZarrSink:
-    def __init__(self, final_path: str, options: ConvertOptions, attributes: dict[str, Any]) -> None:
+    def __init__(
+        self, final_path: str, options: ConvertOptions, attributes: dict[str, Any]
+    ) -> None:
         self.final_path = final_path
         self.temp_path = temp_sibling(final_path)
         self.zarr_format = options.zarr_format

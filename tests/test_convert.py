@@ -1,0 +1,219 @@
+"""End-to-end conversion: real archives, real worker processes, real zarr and h5py stores."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import zipfile
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import zarr
+
+import zconvert
+from zconvert.codecs import PRESETS
+
+from .conftest import corrupt_crc, float_rows, make_zip
+
+CODECS = list(PRESETS)
+
+
+def _store_files(out: Path) -> list[str]:
+    return sorted(p.name for p in out.iterdir())
+
+
+@pytest.mark.parametrize("codec", CODECS)
+@pytest.mark.parametrize(("fmt", "zarr_format"), [("zarr", 3), ("zarr", 2), ("hdf5", 3)])
+def test_round_trip_every_format_and_codec(tmp_path, fmt, zarr_format, codec):
+    data = float_rows(10_007)  # not a multiple of the chunk: an edge chunk too
+    make_zip(tmp_path / "in" / "a.zip", {"blob.bin": data})
+    report = zconvert.convert(
+        tmp_path / "in",
+        tmp_path / "out",
+        format=fmt,
+        zarr_format=zarr_format,
+        codec=codec,
+        chunk_rows=1000,
+        slab_bytes=3 * 1000 * 16,
+        executor="serial",
+    )
+    assert report.ok, report.failed
+    suffix = ".zarr" if fmt == "zarr" else ".h5"
+    arr = zconvert.open(tmp_path / "out" / f"a{suffix}")
+    np.testing.assert_array_equal(arr[...], data)
+    assert arr.dtype == np.dtype("<f4")
+    assert report.results[0].arrays[0].chunks == (1000, 4)
+
+
+def test_zarr3_metadata_names_dimensions_and_source(seed_dir, tmp_path):
+    zconvert.convert(seed_dir, tmp_path / "out", executor="serial")
+    arr = zarr.open_array(tmp_path / "out" / "archive_1.zarr", path="blob_1", mode="r")
+    assert arr.metadata.zarr_format == 3
+    assert arr.metadata.dimension_names == ("row", "column")
+    attrs = dict(arr.attrs)
+    assert attrs["member"] == "blob_1.bin"
+    assert attrs["source_archive"] == str(seed_dir / "archive_1.zip")
+    assert attrs["nbytes"] == 20_000 * 16
+    with zipfile.ZipFile(seed_dir / "archive_1.zip") as zf:
+        assert attrs["crc32"] == zf.getinfo("blob_1.bin").CRC
+    assert attrs["dtype"] == "<f4" and attrs["zconvert_version"] == zconvert.__version__
+
+
+def test_zarr2_carries_xarray_dimensions(seed_dir, tmp_path):
+    zconvert.convert(seed_dir, tmp_path / "out", zarr_format=2, executor="serial")
+    arr = zarr.open_array(tmp_path / "out" / "archive_0.zarr", path="blob_0", mode="r")
+    assert arr.metadata.zarr_format == 2
+    assert arr.attrs["_ARRAY_DIMENSIONS"] == ["row", "column"]
+
+
+def test_hdf5_labels_dimensions_and_attributes(seed_dir, tmp_path):
+    zconvert.convert(seed_dir, tmp_path / "out", format="hdf5", executor="serial")
+    with h5py.File(tmp_path / "out" / "archive_2.h5", "r") as f:
+        dset = f["blob_2"]
+        assert [d.label for d in dset.dims] == ["row", "column"]
+        assert dset.attrs["member"] == "blob_2.bin"
+        assert dset.shape == (20_000, 4)
+
+
+def test_multi_member_archive_keeps_folders_and_names(tmp_path):
+    a, b, c = float_rows(500, seed=1), float_rows(700, seed=2), float_rows(500, seed=3)
+    make_zip(
+        tmp_path / "in" / "multi.zip",
+        {"x.bin": a, "sub/y.raw": b, "sub/dir/z.bin": c, "emptydir/": b""},
+    )
+    for fmt in ("zarr", "hdf5"):
+        report = zconvert.convert(tmp_path / "in", tmp_path / fmt, format=fmt, executor="serial")
+        assert report.ok, report.failed
+        store = report.results[0].store
+        assert sorted(zconvert.array_names(store)) == ["sub/dir/z", "sub/y", "x"]
+        np.testing.assert_array_equal(zconvert.open(store, "x")[...], a)
+        np.testing.assert_array_equal(zconvert.open(store, "sub/y")[...], b)
+        np.testing.assert_array_equal(zconvert.open(store, "sub/dir/z")[...], c)
+        with pytest.raises(zconvert.StoreError, match="holds 3 arrays"):
+            zconvert.open(store)
+
+
+def test_arrays_of_different_lengths_get_their_own_row_dimension(tmp_path):
+    make_zip(tmp_path / "in" / "m.zip", {"a.bin": float_rows(10), "b.bin": float_rows(20)})
+    report = zconvert.convert(tmp_path / "in", tmp_path / "out", executor="serial")
+    store = report.results[0].store
+    assert zconvert.open(store, "a").metadata.dimension_names == ("a_row", "column")
+    assert zconvert.open(store, "b").metadata.dimension_names == ("b_row", "column")
+
+
+@pytest.mark.parametrize(
+    "method",
+    [zipfile.ZIP_STORED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA],
+    ids=["stored", "bzip2", "lzma"],
+)
+def test_non_deflate_members_convert(tmp_path, method):
+    data = float_rows(3000)
+    make_zip(tmp_path / "in" / "s.zip", {"blob.bin": data}, compression=method)
+    report = zconvert.convert(tmp_path / "in", tmp_path / "out", executor="serial", chunk_rows=512)
+    assert report.ok, report.failed
+    np.testing.assert_array_equal(zconvert.open(report.results[0].store)[...], data)
+
+
+def test_zip64_archive_converts(tmp_path):
+    data = float_rows(2000)
+    path = tmp_path / "in" / "z64.zip"
+    path.parent.mkdir()
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        with zf.open("blob.bin", "w", force_zip64=True) as member:
+            member.write(data.tobytes())
+    report = zconvert.convert(tmp_path / "in", tmp_path / "out", executor="serial")
+    assert report.ok, report.failed
+    np.testing.assert_array_equal(zconvert.open(report.results[0].store)[...], data)
+
+
+@pytest.mark.parametrize("fmt", ["zarr", "hdf5"])
+def test_bad_crc_fails_that_archive_only_and_leaves_no_store(tmp_path, fmt):
+    make_zip(tmp_path / "in" / "good.zip", {"blob.bin": float_rows(4000, seed=1)})
+    bad = make_zip(tmp_path / "in" / "bad.zip", {"blob.bin": float_rows(4000, seed=2)})
+    corrupt_crc(bad, "blob.bin")
+    report = zconvert.convert(tmp_path / "in", tmp_path / "out", format=fmt, workers=2)
+    by_name = {Path(r.archive).name: r for r in report.results}
+    assert by_name["good.zip"].status == "converted"
+    failed = by_name["bad.zip"]
+    assert failed.status == "failed" and failed.member == "blob.bin"
+    assert "CRC32 mismatch" in failed.error
+    suffix = ".zarr" if fmt == "zarr" else ".h5"
+    assert _store_files(tmp_path / "out") == [f"good{suffix}", "manifest.json"]  # no temporaries
+
+
+def test_member_size_not_a_multiple_of_the_record_is_a_clear_error(tmp_path):
+    make_zip(tmp_path / "in" / "odd.zip", {"blob.bin": b"\0" * 17})
+    report = zconvert.convert(tmp_path / "in", tmp_path / "out", executor="serial")
+    (failed,) = report.failed
+    assert failed.member == "blob.bin"
+    assert "not a multiple of the record size 16" in failed.error
+    assert "--dtype" in failed.error and "--shape" in failed.error
+    assert _store_files(tmp_path / "out") == ["manifest.json"]
+
+
+def test_dtype_and_shape_options(tmp_path):
+    data = np.random.default_rng(0).random((300, 2, 3)).astype(">f8")
+    make_zip(tmp_path / "in" / "d.zip", {"blob.bin": data})
+    report = zconvert.convert(
+        tmp_path / "in", tmp_path / "out", dtype=">f8", shape="-1,2,3", executor="serial"
+    )
+    arr = zconvert.open(report.results[0].store)
+    assert arr.shape == (300, 2, 3)
+    np.testing.assert_array_equal(arr[...], data)
+    fixed = zconvert.convert(
+        tmp_path / "in", tmp_path / "out2", dtype=">f8", shape=[301, 2, 3], executor="serial"
+    )
+    assert "holds 300 rows, not the 301" in fixed.failed[0].error
+
+
+def test_zero_length_member_becomes_an_empty_array(tmp_path):
+    make_zip(tmp_path / "in" / "e.zip", {"empty.bin": b"", "full.bin": float_rows(10)})
+    for fmt in ("zarr", "hdf5"):
+        report = zconvert.convert(tmp_path / "in", tmp_path / fmt, format=fmt, executor="serial")
+        assert report.ok, report.failed
+        assert zconvert.open(report.results[0].store, "empty").shape == (0, 4)
+
+
+def test_pool_runs_in_other_processes_and_returns_small_records(seed_dir, tmp_path):
+    report = zconvert.convert(seed_dir, tmp_path / "out", workers=2)
+    assert report.ok
+    pids = {r.pid for r in report.results}
+    assert os.getpid() not in pids and all(pids)
+    for result in report.results:
+        assert len(pickle.dumps(result)) < 2048
+
+
+def test_stores_mirror_the_input_tree(tmp_path):
+    make_zip(tmp_path / "in" / "2024" / "jan" / "a.zip", {"blob.bin": float_rows(10)})
+    make_zip(tmp_path / "in" / "2024" / "feb" / "a.zip", {"blob.bin": float_rows(10, seed=5)})
+    report = zconvert.convert(tmp_path / "in", tmp_path / "out", format="hdf5", executor="serial")
+    assert sorted(r.relpath for r in report.results) == ["2024/feb/a.h5", "2024/jan/a.h5"]
+    assert (tmp_path / "out" / "2024" / "jan" / "a.h5").is_file()
+
+
+def test_two_archives_aiming_at_one_store_are_refused(tmp_path):
+    a = make_zip(tmp_path / "x" / "a.zip", {"b.bin": float_rows(1)})
+    b = make_zip(tmp_path / "y" / "a.zip", {"b.bin": float_rows(1)})
+    with pytest.raises(zconvert.ConfigError, match=r"would both be written to a\.zarr"):
+        zconvert.convert([a, b], tmp_path / "out")
+
+
+def test_manifest_records_every_store(tmp_path, seed_dir):
+    bad = make_zip(seed_dir / "bad.zip", {"blob.bin": float_rows(100)})
+    corrupt_crc(bad, "blob.bin")
+    import json
+
+    zconvert.convert(seed_dir, tmp_path / "out", executor="serial", codec="blosc-zstd")
+    doc = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    stores = {s["relpath"]: s for s in doc["stores"]}
+    assert sorted(stores) == ["archive_0.zarr", "archive_1.zarr", "archive_2.zarr", "bad.zarr"]
+    good = stores["archive_0.zarr"]
+    assert good["status"] == "converted" and good["error"] is None
+    (array,) = good["arrays"]
+    assert array["shape"] == [20_000, 4] and array["dtype"] == "<f4"
+    assert array["codec"] == "blosc-zstd" and array["chunks"] == [20_000, 4]
+    assert isinstance(array["crc32"], int) and array["stored_bytes"] > 0
+    assert stores["bad.zarr"]["status"] == "failed"
+    assert "CRC32" in stores["bad.zarr"]["error"]

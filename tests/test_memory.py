@@ -1,0 +1,89 @@
+"""Memory is bounded by the slab, not the member: measured in child processes (VmHWM)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+CHILD = r"""
+import sys, zconvert
+from zconvert import worker, sinks, codecs  # imports count toward the baseline
+import zconvert.sinks.zarr, zconvert.sinks.hdf5
+
+def hwm_mb():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+
+base = hwm_mb()
+report = zconvert.convert(sys.argv[1], sys.argv[2], format=sys.argv[3], executor=sys.argv[4],
+                          codec=sys.argv[5], workers=2)
+assert report.ok, report.failed
+print(base, hwm_mb())
+"""
+
+
+@pytest.fixture(scope="module")
+def big_archive(tmp_path_factory) -> Path:
+    """One deflated member of 256 MiB (16.7 M rows x 4 float32), written in pieces."""
+    path = tmp_path_factory.mktemp("big") / "big.zip"
+    rng = np.random.default_rng(0)
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
+        with zf.open("blob.bin", "w") as member:
+            piece = rng.random((1 << 20, 4), dtype=np.float32)  # 16 MiB, reused with an offset
+            for i in range(16):
+                member.write((piece + np.float32(i)).tobytes())
+    return path
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("fmt", "codec"), [("zarr", "blosc-lz4"), ("hdf5", "none"), ("hdf5", "zstd")]
+)
+def test_worker_peak_memory_is_bounded_by_the_slab(big_archive, tmp_path, fmt, codec):
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            CHILD,
+            str(big_archive),
+            str(tmp_path / "out"),
+            fmt,
+            "serial",
+            codec,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    base, peak = map(float, proc.stdout.split())
+    # A 256 MiB member; 8 MiB slabs. Anything near O(member) would add over 256 MB.
+    assert peak - base < 80, (base, peak)
+
+
+@pytest.mark.slow
+def test_parent_memory_does_not_grow_with_the_data(big_archive, tmp_path):
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            CHILD,
+            str(big_archive.parent),
+            str(tmp_path / "out"),
+            "zarr",
+            "local",
+            "blosc-lz4",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    base, peak = map(float, proc.stdout.split())
+    assert peak - base < 20, (base, peak)

@@ -41,6 +41,38 @@ class CodecPreset:
             return numcodecs.Zstd(level=self.level)
         return numcodecs.GZip(level=self.level)
 
+    def zarr3_codecs(self, itemsize: int) -> list[dict[str, Any]]:
+        """The bytes-to-bytes codecs of a Zarr 3 array's metadata (after the `bytes` codec)."""
+        if self.kind == "none":
+            return []
+        if self.kind == "blosc":
+            config = {
+                "typesize": itemsize,
+                "cname": self.cname,
+                "clevel": self.level,
+                "shuffle": "shuffle",
+                "blocksize": 0,
+            }
+            return [{"name": "blosc", "configuration": config}]
+        if self.kind == "zstd":
+            return [{"name": "zstd", "configuration": {"level": self.level, "checksum": False}}]
+        return [{"name": "gzip", "configuration": {"level": self.level}}]
+
+    def zarr2_compressor(self) -> dict[str, Any] | None:
+        """The `compressor` of a Zarr 2 array's .zarray (only the keys every reader knows:
+        tensorstore rejects numcodecs' extra zstd `checksum` member)."""
+        if self.kind == "none":
+            return None
+        if self.kind == "blosc":
+            return {
+                "id": "blosc",
+                "cname": self.cname,
+                "clevel": self.level,
+                "shuffle": 1,
+                "blocksize": 0,
+            }
+        return {"id": self.kind, "level": self.level}
+
     def numcodecs_codec(self) -> Any:
         """The numcodecs codec whose output is the bytes of one chunk in either Zarr format."""
         if self.kind == "none":

@@ -67,6 +67,7 @@ class Result:
     bytes_out: int = 0
     seconds: float = 0.0
     pid: int = 0
+    peak_rss: int = 0  # the worker process's peak resident memory so far (VmHWM), bytes
     traceback: str | None = field(default=None, repr=False)
 
     @property

@@ -196,6 +196,18 @@ def _copy_member(
     )
 
 
+def peak_rss_bytes() -> int:
+    """This process's own peak resident memory (VmHWM; ru_maxrss would include the parent's)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:  # pragma: no cover - not Linux
+        pass
+    return 0
+
+
 def convert_task(task: Task) -> Result:
     """Convert one archive; never raises for a bad archive, returns a failed Result instead."""
     start = time.perf_counter()
@@ -232,6 +244,7 @@ def convert_task(task: Task) -> Result:
         bytes_in=bytes_in,
         bytes_out=bytes_out,
         seconds=time.perf_counter() - start,
+        peak_rss=peak_rss_bytes(),
     )
 
 

@@ -1,17 +1,63 @@
-"""Zarr sink: one group per archive, one array per member, Zarr format 3 (or 2)."""
+"""Zarr sink: one group per archive, one array per member, Zarr format 3 (or 2).
+
+The sink writes the format itself: metadata documents as JSON and every chunk as one file,
+encoded with numcodecs. zarr-python's array API costs about 12 ms per 4 MiB chunk here (three
+times the Blosc-LZ4 work) and 0.4 s to import; the files written are exactly what zarr-python
+writes (tests read them with zarr, tensorstore and xarray).
+
+Chunk files hold full chunks, edge chunks padded with the fill value (0), as the spec says.
+Uncompressed arrays may be written a piece of a chunk at a time (a one-chunk array is then a
+plain file that can be memory-mapped); compressed ones take whole chunks.
+"""
 
 from __future__ import annotations
 
+import json
 import os
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import zarr
 
 from ..codecs import get_preset
 from ..records import ConvertOptions
 from . import ArraySpec
 from ._atomic import publish, remove_path, temp_sibling
+
+_V3_TYPES = {"i": "int", "u": "uint", "f": "float", "c": "complex"}
+
+
+def zarr3_data_type(dtype: np.dtype) -> str:
+    return f"{_V3_TYPES[dtype.kind]}{dtype.itemsize * 8}"
+
+
+def _endian(dtype: np.dtype) -> str:
+    order = dtype.byteorder
+    if order == "=":
+        order = "<" if np.little_endian else ">"
+    return "big" if order == ">" else "little"
+
+
+def _write_json(path: str, document: dict[str, Any]) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(document, f, indent=2, ensure_ascii=False)
+
+
+@dataclass
+class _ZarrArray:
+    path: str
+    shape: tuple[int, ...]
+    chunks: tuple[int, ...]
+    dtype: np.dtype
+    key_prefix: str  # "c/" (v3) or "" (v2)
+    key_separator: str  # "/" (v3) or "." (v2)
+    stored_bytes: int = 0
+    chunk_dirs: set[str] = field(default_factory=set)
+
+    def chunk_path(self, index: int) -> str:
+        rest = self.key_separator.join("0" for _ in self.shape[1:])
+        key = f"{self.key_prefix}{index}" + (self.key_separator + rest if rest else "")
+        return os.path.join(self.path, *key.split("/"))
 
 
 class ZarrSink:
@@ -21,39 +67,127 @@ class ZarrSink:
         self.final_path = final_path
         self.temp_path = temp_sibling(final_path)
         self.zarr_format = options.zarr_format
-        self.compressors = get_preset(options.codec).zarr_compressors(options.zarr_format)
-        os.makedirs(os.path.dirname(final_path), exist_ok=True)
-        self.group = zarr.open_group(
-            self.temp_path, mode="w", zarr_format=options.zarr_format, attributes=attributes
-        )
+        self.preset = get_preset(options.codec)
+        self.codec = self.preset.numcodecs_codec()
+        os.makedirs(self.temp_path)
+        self._write_group(self.temp_path, attributes)
 
-    def add_array(self, spec: ArraySpec) -> zarr.Array:
-        attributes = dict(spec.attributes)
-        kwargs: dict[str, Any] = {}
+    def _write_group(self, path: str, attributes: dict[str, Any]) -> None:
         if self.zarr_format == 3:
-            kwargs["dimension_names"] = spec.dimension_names
+            doc = {"attributes": attributes, "zarr_format": 3, "node_type": "group"}
+            _write_json(os.path.join(path, "zarr.json"), doc)
         else:
-            attributes["_ARRAY_DIMENSIONS"] = list(spec.dimension_names)
-            kwargs["filters"] = None
-        return self.group.create_array(
-            spec.name,
-            shape=spec.shape,
-            dtype=spec.dtype,
-            chunks=spec.chunks,
-            compressors=self.compressors,
-            fill_value=0,
-            attributes=attributes,
-            # Every chunk file exists, zeros included: an uncompressed one-chunk array is then
-            # a plain file that can be memory-mapped.
-            config={"write_empty_chunks": True},
-            **kwargs,
-        )
+            _write_json(os.path.join(path, ".zgroup"), {"zarr_format": 2})
+            if attributes:
+                _write_json(os.path.join(path, ".zattrs"), attributes)
 
-    def write_slab(self, handle: zarr.Array, row_start: int, slab: np.ndarray) -> None:
-        handle[row_start : row_start + len(slab)] = slab
+    def _ensure_groups(self, name: str) -> str:
+        """Create the intermediate groups of a nested array name; returns the array folder."""
+        path = self.temp_path
+        for part in name.split("/")[:-1]:
+            path = os.path.join(path, part)
+            if not os.path.isdir(path):
+                os.mkdir(path)
+                self._write_group(path, {})
+        path = os.path.join(path, name.split("/")[-1])
+        os.mkdir(path)
+        return path
 
-    def finish_array(self, handle: zarr.Array) -> int | None:
-        return int(handle.nbytes_stored())
+    def add_array(self, spec: ArraySpec) -> _ZarrArray:
+        path = self._ensure_groups(spec.name)
+        dtype = np.dtype(spec.dtype)
+        fill: Any = {"f": 0.0, "c": [0.0, 0.0]}.get(dtype.kind, 0)
+        if self.zarr_format == 3:
+            codecs: list[dict[str, Any]] = [
+                {"name": "bytes", "configuration": {"endian": _endian(dtype)}}
+            ]
+            if dtype.itemsize == 1:
+                codecs = [{"name": "bytes", "configuration": {}}]
+            codecs += self.preset.zarr3_codecs(dtype.itemsize)
+            doc = {
+                "shape": list(spec.shape),
+                "data_type": zarr3_data_type(dtype),
+                "chunk_grid": {
+                    "name": "regular",
+                    "configuration": {"chunk_shape": list(spec.chunks)},
+                },
+                "chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}},
+                "fill_value": fill,
+                "codecs": codecs,
+                "attributes": spec.attributes,
+                "dimension_names": list(spec.dimension_names),
+                "zarr_format": 3,
+                "node_type": "array",
+                "storage_transformers": [],
+            }
+            _write_json(os.path.join(path, "zarr.json"), doc)
+            return _ZarrArray(path, spec.shape, spec.chunks, dtype, "c/", "/")
+        doc = {
+            "shape": list(spec.shape),
+            "chunks": list(spec.chunks),
+            "dtype": dtype.str,
+            "fill_value": fill,
+            "order": "C",
+            "filters": None,
+            "dimension_separator": ".",
+            "compressor": self.preset.zarr2_compressor(),
+            "zarr_format": 2,
+        }
+        _write_json(os.path.join(path, ".zarray"), doc)
+        attributes = {**spec.attributes, "_ARRAY_DIMENSIONS": list(spec.dimension_names)}
+        _write_json(os.path.join(path, ".zattrs"), attributes)
+        return _ZarrArray(path, spec.shape, spec.chunks, dtype, "", ".")
+
+    def _open_chunk(self, array: _ZarrArray, index: int, mode: str) -> Any:
+        path = array.chunk_path(index)
+        folder = os.path.dirname(path)
+        if folder not in array.chunk_dirs:
+            os.makedirs(folder, exist_ok=True)
+            array.chunk_dirs.add(folder)
+        return open(path, mode)
+
+    def write_slab(self, handle: _ZarrArray, row_start: int, slab: np.ndarray) -> None:
+        chunk_rows = handle.chunks[0]
+        if self.codec is None:
+            self._write_raw(handle, row_start, slab)
+            return
+        if row_start % chunk_rows:
+            raise ValueError("compressed slabs must start on a chunk boundary")
+        for offset in range(0, len(slab), chunk_rows):
+            piece = slab[offset : offset + chunk_rows]
+            if len(piece) < chunk_rows:  # the edge chunk, padded with the fill value
+                padded = np.zeros(handle.chunks, dtype=handle.dtype)
+                padded[: len(piece)] = piece
+                piece = padded
+            encoded = self.codec.encode(piece)
+            with self._open_chunk(handle, (row_start + offset) // chunk_rows, "wb") as f:
+                f.write(encoded)
+            handle.stored_bytes += len(encoded)
+
+    def _write_raw(self, handle: _ZarrArray, row_start: int, slab: np.ndarray) -> None:
+        chunk_rows = handle.chunks[0]
+        row_bytes = slab.itemsize * int(np.prod(handle.chunks[1:], dtype=np.int64))
+        chunk_bytes = chunk_rows * row_bytes
+        raw = memoryview(np.ascontiguousarray(slab)).cast("B")
+        row = row_start
+        done = 0
+        while done < len(raw):
+            index, within = divmod(row, chunk_rows)
+            take = min(len(raw) - done, (chunk_rows - within) * row_bytes)
+            with self._open_chunk(handle, index, "r+b" if within else "wb") as f:
+                f.seek(within * row_bytes)
+                f.write(raw[done : done + take])
+                end = within * row_bytes + take
+                if end < chunk_bytes and row + take // row_bytes >= handle.shape[0]:
+                    f.truncate(chunk_bytes)  # pad the edge chunk with zeros (the fill value)
+                    end = chunk_bytes
+                if end == chunk_bytes:
+                    handle.stored_bytes += chunk_bytes
+            done += take
+            row += take // row_bytes
+
+    def finish_array(self, handle: _ZarrArray) -> int | None:
+        return handle.stored_bytes
 
     def commit(self) -> None:
         publish(self.temp_path, self.final_path)

@@ -1,0 +1,351 @@
+#!/usr/bin/env python3
+"""zconvert against the floor, side by side in one run; prints ratios and writes BENCHMARKS.md.
+
+The floor is the work any converter must do with the same number of worker processes: read
+each member, inflate it with the fastest raw inflate available, CRC32 it and, for a
+compressed store, compress every chunk with the same codec; then discard the bytes. Every
+scenario runs in a fresh child process (so peak memory is its own), alternating scenarios
+over --repeat rounds; the best wall time of each is kept.
+
+    python scripts/bench.py                        # the seed set: 15 x 2,000,000 x 4 float32
+    python scripts/bench.py --count 60 --suite throughput
+    python scripts/bench.py --suite all --md BENCHMARKS.md --compare BENCHMARKS.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+CHUNK_ROWS = 262_144  # zconvert's default for 4 x float32 rows: 4 MiB chunks
+
+
+# ---------------------------------------------------------------- measurements in a child
+def _vmhwm() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def _floor_task(args: tuple[str, str | None]) -> int:
+    """Inflate every member of one archive (raw deflate from its data offset, 8 MiB outputs),
+    CRC32 it, optionally compress each chunk with `codec`; discard. Returns peak RSS."""
+    import struct
+    import zipfile
+
+    import numpy as np
+
+    from zconvert.inflate import crc32, raw_decompressobj
+
+    path, codec = args
+    encoder = None
+    if codec:
+        from zconvert.codecs import get_preset
+
+        encoder = get_preset(codec).numcodecs_codec()
+    chunk_bytes = CHUNK_ROWS * 16
+    with open(path, "rb") as f, zipfile.ZipFile(f) as zf:
+        for info in zf.infolist():
+            f.seek(info.header_offset)
+            n, m = struct.unpack("<26x2H", f.read(30))
+            f.seek(info.header_offset + 30 + n + m)
+            d = raw_decompressobj()
+            left = info.compress_size
+            crc = 0
+            pending = b""
+            while left or pending:
+                if not pending:
+                    pending = f.read(min(1 << 20, left))
+                    left -= len(pending)
+                out = d.decompress(pending, chunk_bytes)
+                pending = d.unconsumed_tail
+                crc = crc32(out, crc)
+                if encoder is not None and out:
+                    encoder.encode(np.frombuffer(out, dtype="<f4"))
+            assert crc == info.CRC
+    return _vmhwm()
+
+
+def _seed_task(path: str):  # type: ignore[no-untyped-def]
+    """The seed's approach: extract the member to a file, return an np.memmap of it."""
+    import tempfile
+    import zipfile
+
+    import numpy as np
+
+    with zipfile.ZipFile(path) as zf:
+        info = zf.infolist()[0]
+        fd, raw = tempfile.mkstemp(suffix=".raw", dir=os.environ.get("BENCH_TMP"))
+        with zf.open(info) as src, os.fdopen(fd, "wb") as dst:
+            shutil.copyfileobj(src, dst, 8 << 20)
+    return np.memmap(raw, dtype="<f4", mode="r").reshape(-1, 4)
+
+
+def _pool(workers: int) -> ProcessPoolExecutor:
+    ctx = get_context("forkserver")
+    return ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+
+
+def run_scenario(name: str, data: str, out: str, workers: int) -> dict[str, float]:
+    """Runs in a fresh child process; returns wall seconds and peak memory (bytes)."""
+    archives = sorted(
+        os.path.join(root, f)
+        for root, _, files in os.walk(data)
+        for f in files
+        if f.endswith(".zip")
+    )
+    worker_peak = 0
+    start = time.perf_counter()
+    if name.startswith("floor"):
+        codec = {"floor": None, "floor+blosc-lz4": "blosc-lz4", "floor+blosc-zstd": "blosc-zstd"}[
+            name
+        ]
+        with _pool(workers) as pool:
+            worker_peak = max(pool.map(_floor_task, [(a, codec) for a in archives]))
+    elif name == "seed-memmap":
+        os.makedirs(out, exist_ok=True)
+        os.environ["BENCH_TMP"] = out
+        with _pool(workers) as pool:
+            results = list(pool.map(_seed_task, archives))
+        assert all(r._mmap is None for r in results)  # what pickling did to them
+    elif name == "stdlib-inflate-1thread":
+        import zipfile
+        import zlib
+
+        for path in archives:
+            with open(path, "rb") as f, zipfile.ZipFile(f) as zf:
+                for info in zf.infolist():
+                    with zf.open(info) as member:  # stdlib zlib, one thread
+                        while member.read(8 << 20):
+                            pass
+        del zlib
+    else:
+        import zconvert
+
+        fmt, codec = name.split(":")
+        options = {"format": fmt, "codec": codec, "workers": workers}
+        report = zconvert.convert(data, out, **options)
+        assert report.ok, report.failed[:1]
+        worker_peak = max(r.peak_rss for r in report.results)
+    wall = time.perf_counter() - start
+    return {"wall": wall, "parent_peak": _vmhwm(), "worker_peak": worker_peak}
+
+
+def _child(name: str, data: str, out: str, workers: int) -> dict[str, float]:
+    shutil.rmtree(out, ignore_errors=True)
+    proc = subprocess.run(
+        [sys.executable, __file__, "--_child", name, data, out, str(workers)],
+        capture_output=True,
+        text=True,
+    )
+    shutil.rmtree(out, ignore_errors=True)
+    if proc.returncode:
+        raise SystemExit(f"scenario {name} failed:\n{proc.stderr}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+# ---------------------------------------------------------------- data
+def ensure_data(folder: str, count: int, rows: int, kind: str = "uniform") -> str:
+    stamp = os.path.join(folder, f".complete-{count}-{rows}-{kind}")
+    if not os.path.exists(stamp):
+        shutil.rmtree(folder, ignore_errors=True)
+        subprocess.run(
+            [
+                sys.executable,
+                os.path.join(HERE, "make_testdata.py"),
+                folder,
+                "-n",
+                str(count),
+                "--rows",
+                str(rows),
+                "--kind",
+                kind,
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        open(stamp, "w").close()
+    return folder
+
+
+# ---------------------------------------------------------------- suites
+def compare_rows(
+    title: str, scenarios: list[str], floor_of: dict[str, str], data: str, args: argparse.Namespace
+) -> list[dict[str, object]]:
+    best: dict[str, dict[str, float]] = {}
+    for round_ in range(args.repeat):
+        for name in scenarios:
+            m = _child(name, data, os.path.join(args.work, "out"), args.workers)
+            print(f"  [{title} round {round_ + 1}] {name:<22} {m['wall']:7.2f} s", flush=True)
+            if name not in best or m["wall"] < best[name]["wall"]:
+                best[name] = m
+    rows = []
+    for name in scenarios:
+        m = best[name]
+        floor = floor_of.get(name)
+        ratio = m["wall"] / best[floor]["wall"] if floor else None
+        rows.append(
+            {
+                "suite": title,
+                "scenario": name,
+                "wall_s": round(m["wall"], 3),
+                "vs": floor or "",
+                "ratio": None if ratio is None else round(ratio, 3),
+                "parent_peak_mb": round(m["parent_peak"] / 1e6, 1),
+                "worker_peak_mb": round(m["worker_peak"] / 1e6, 1),
+            }
+        )
+    return rows
+
+
+def suite_seed(args: argparse.Namespace, count: int) -> list[dict[str, object]]:
+    data = ensure_data(os.path.join(args.work, f"seed-{count}"), count, args.rows)
+    scenarios = ["floor", "zarr:blosc-lz4", "hdf5:none", "seed-memmap"]
+    floors = {"zarr:blosc-lz4": "floor", "hdf5:none": "floor", "seed-memmap": "floor"}
+    return compare_rows(f"seed x{count}", scenarios, floors, data, args)
+
+
+def suite_throughput(args: argparse.Namespace) -> list[dict[str, object]]:
+    data = ensure_data(os.path.join(args.work, f"seed-{args.count}"), args.count, args.rows)
+    scenarios = [
+        "floor",
+        "hdf5:none",
+        "floor+blosc-lz4",
+        "zarr:blosc-lz4",
+        "floor+blosc-zstd",
+        "zarr:blosc-zstd",
+    ]
+    floors = {
+        "hdf5:none": "floor",
+        "zarr:blosc-lz4": "floor+blosc-lz4",
+        "zarr:blosc-zstd": "floor+blosc-zstd",
+    }
+    return compare_rows(f"throughput x{args.count}", scenarios, floors, data, args)
+
+
+def print_table(rows: list[dict[str, object]]) -> None:
+    print(
+        f"\n{'suite':<18} {'scenario':<22} {'wall s':>8} {'ratio':>7} {'vs':<18} "
+        f"{'parent MB':>9} {'worker MB':>9}"
+    )
+    for r in rows:
+        ratio = "" if r["ratio"] is None else f"{r['ratio']:.2f}x"
+        print(
+            f"{r['suite']:<18} {r['scenario']:<22} {r['wall_s']:>8.2f} {ratio:>7} {r['vs']:<18} "
+            f"{r['parent_peak_mb']:>9.1f} {r['worker_peak_mb']:>9.1f}"
+        )
+
+
+def machine_line() -> str:
+    import h5py
+    import numcodecs
+    import numpy
+    import zarr
+
+    from zconvert import __version__
+    from zconvert.inflate import backend_summary
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return (
+        f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, zconvert {__version__}, "
+        f"zarr {zarr.__version__}, h5py {h5py.__version__} (HDF5 {h5py.version.hdf5_version}), "
+        f"numcodecs {numcodecs.__version__}, numpy {numpy.__version__}, {backend_summary()}"
+    )
+
+
+def write_markdown(path: str, rows: list[dict[str, object]], command: str) -> None:
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Machine: {machine_line()}.",
+        f"Command: `{command}` ({time.strftime('%Y-%m-%d')}). Best of the rounds; ratios are",
+        "measured side by side in the same run (the machine is shared and noisy: compare ratios).",
+        "",
+        "| suite | scenario | wall s | ratio | vs | parent peak MB | worker peak MB |",
+        "|---|---|---:|---:|---|---:|---:|",
+    ]
+    for r in rows:
+        ratio = "" if r["ratio"] is None else f"{r['ratio']:.2f}x"
+        lines.append(
+            f"| {r['suite']} | {r['scenario']} | {r['wall_s']:.2f} | {ratio} | {r['vs']} | "
+            f"{r['parent_peak_mb']:.1f} | {r['worker_peak_mb']:.1f} |"
+        )
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+def read_previous(path: str) -> dict[tuple[str, str], float]:
+    previous = {}
+    try:
+        with open(path) as f:
+            for line in f:
+                cells = [c.strip() for c in line.strip().strip("|").split("|")]
+                if len(cells) == 7 and re.fullmatch(r"[\d.]+x", cells[3]):
+                    previous[(re.sub(r" x\d+$", "", cells[0]), cells[1])] = float(cells[3][:-1])
+    except FileNotFoundError:
+        pass
+    return previous
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--_child":
+        name, data, out, workers = sys.argv[2:6]
+        print(json.dumps(run_scenario(name, data, out, int(workers))))
+        return
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--suite", default="seed", help="seed | throughput | all (comma-separated)")
+    p.add_argument("--count", type=int, default=15)
+    p.add_argument("--rows", type=int, default=2_000_000)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--repeat", type=int, default=2)
+    p.add_argument("--work", default="bench-out", help="where generated data and outputs go")
+    p.add_argument("--md", default=None, help="write the results table here (e.g. BENCHMARKS.md)")
+    p.add_argument("--compare", default=None, help="a previous BENCHMARKS.md: print ratio changes")
+    args = p.parse_args()
+    os.makedirs(args.work, exist_ok=True)
+    previous = read_previous(args.compare) if args.compare else {}
+    suites = {s.strip() for s in args.suite.split(",")}
+    if "all" in suites:
+        suites = {"seed", "seed60", "throughput"}
+    rows: list[dict[str, object]] = []
+    if "seed" in suites:
+        rows += suite_seed(args, args.count)
+    if "seed60" in suites:
+        rows += suite_seed(args, 60)
+    if "throughput" in suites:
+        rows += suite_throughput(args)
+    print_table(rows)
+    if previous:
+        print("\nratio changes against", args.compare)
+        for r in rows:
+            key = (re.sub(r" x\d+$", "", str(r["suite"])), str(r["scenario"]))
+            if r["ratio"] is not None and key in previous:
+                print(f"  {key[0]:<12} {key[1]:<22} {previous[key]:.2f}x -> {r['ratio']:.2f}x")
+    if args.md:
+        write_markdown(args.md, rows, "python scripts/bench.py " + " ".join(sys.argv[1:]))
+        print(f"\nwrote {args.md}")
+
+
+if __name__ == "__main__":
+    main()

@@ -133,7 +133,9 @@ def test_bad_crc_fails_that_archive_only_and_leaves_no_store(tmp_path, fmt):
     make_zip(tmp_path / "in" / "good.zip", {"blob.bin": float_rows(4000, seed=1)})
     bad = make_zip(tmp_path / "in" / "bad.zip", {"blob.bin": float_rows(4000, seed=2)})
     corrupt_crc(bad, "blob.bin")
-    report = zconvert.convert(tmp_path / "in", tmp_path / "out", format=fmt, workers=2)
+    report = zconvert.convert(
+        tmp_path / "in", tmp_path / "out", format=fmt, workers=2, executor="local"
+    )
     by_name = {Path(r.archive).name: r for r in report.results}
     assert by_name["good.zip"].status == "converted"
     failed = by_name["bad.zip"]
@@ -177,7 +179,7 @@ def test_zero_length_member_becomes_an_empty_array(tmp_path):
 
 
 def test_pool_runs_in_other_processes_and_returns_small_records(seed_dir, tmp_path):
-    report = zconvert.convert(seed_dir, tmp_path / "out", workers=2)
+    report = zconvert.convert(seed_dir, tmp_path / "out", workers=2, executor="local")
     assert report.ok
     pids = {r.pid for r in report.results}
     assert os.getpid() not in pids and all(pids)
@@ -217,3 +219,15 @@ def test_manifest_records_every_store(tmp_path, seed_dir):
     assert isinstance(array["crc32"], int) and array["stored_bytes"] > 0
     assert stores["bad.zarr"]["status"] == "failed"
     assert "CRC32" in stores["bad.zarr"]["error"]
+
+
+def test_auto_runs_small_jobs_in_process_and_large_ones_in_the_pool(tmp_path, monkeypatch):
+    from zconvert import run as run_module
+
+    make_zip(tmp_path / "in" / "a.zip", {"blob.bin": float_rows(1000)})
+    make_zip(tmp_path / "in" / "b.zip", {"blob.bin": float_rows(1000, seed=1)})
+    small = zconvert.convert(tmp_path / "in", tmp_path / "out1", workers=2)
+    assert {r.pid for r in small.results} == {os.getpid()}
+    monkeypatch.setattr(run_module, "IN_PROCESS_MAX_BYTES", 1000)  # a threshold, not a mock
+    large = zconvert.convert(tmp_path / "in", tmp_path / "out2", workers=2)
+    assert os.getpid() not in {r.pid for r in large.results}

@@ -26,7 +26,11 @@ KEYS: dict[str, tuple[Any, str]] = {
     "chunk_rows": (262144, "rows per chunk; default: about 4 MiB per chunk"),
     "codec": ("blosc-lz4", " | ".join(PRESETS)),
     "workers": (2, "worker processes; default: CPU count"),
-    "executor": ("local", "local (process pool) | serial (in-process, for debugging)"),
+    "executor": (
+        "auto",
+        "auto (default: the local pool, or in-process for jobs under 16 MiB) | local (process pool) "
+        "| serial (in-process, for debugging)",
+    ),
     "slab_bytes": (8 << 20, "bytes inflated and written at a time per worker (whole chunks)"),
     "max_ratio": (1000.0, "refuse members whose inflated/deflated size ratio is higher"),
     "max_member_bytes": (1 << 40, "refuse members larger than this when inflated"),
@@ -34,7 +38,7 @@ KEYS: dict[str, tuple[Any, str]] = {
     "debug": (False, "keep tracebacks of failures (the CLI's --debug)"),
 }
 
-EXECUTORS = ("local", "serial")
+EXECUTORS = ("auto", "local", "serial")
 
 
 def _parse_shape(value: Any, key: str, source: str | None) -> tuple[int, ...]:
@@ -143,7 +147,7 @@ class RunConfig:
     output: str
     options: ConvertOptions = field(default_factory=ConvertOptions)
     workers: int | None = None
-    executor: str = "local"
+    executor: str = "auto"
     overwrite: bool = False
 
     @classmethod

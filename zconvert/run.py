@@ -12,7 +12,7 @@ from .executors import get_executor
 from .inflate import backend_summary
 from .manifest import write_manifest
 from .plan import plan_tasks
-from .records import Result
+from .records import Result, Task
 from .worker import convert_task
 
 
@@ -66,13 +66,34 @@ class Report:
         }
 
 
+# Starting worker processes costs about 0.3-0.5 s (interpreter, numpy, codecs); a job smaller
+# than this is done sooner in this process than the pool can start.
+IN_PROCESS_MAX_BYTES = 16 << 20
+
+
+def _engine_for(config: RunConfig, tasks: Sequence[Task]) -> str:
+    """`auto` (the default) is the local process pool, except for jobs too small to pay for it."""
+    if config.executor != "auto":
+        return config.executor
+    if sum(_size(t.archive) for t in tasks) <= IN_PROCESS_MAX_BYTES:
+        return "serial"
+    return "local"
+
+
+def _size(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
+
+
 def run(config: RunConfig, on_result: Callable[[Result], None] | None = None) -> Report:
     """Convert every archive the config names; failures are recorded, never raised."""
     start = time.perf_counter()
     tasks = plan_tasks(config)
     out = os.path.abspath(os.path.expanduser(config.output))
     os.makedirs(out, exist_ok=True)
-    executor = get_executor(config.executor, workers=config.workers)
+    executor = get_executor(_engine_for(config, tasks), workers=config.workers)
     by_relpath: dict[str, Result] = {}
     for result in executor.map(convert_task, tasks):
         by_relpath[result.relpath] = result

@@ -10,7 +10,6 @@ from __future__ import annotations
 import posixpath
 import struct
 import zipfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -264,14 +263,3 @@ def open_archive(archive: str) -> tuple[BinaryIO, zipfile.ZipFile]:
         fileobj.close()
         raise ArchiveError(archive, None, f"not a readable ZIP archive ({exc})") from None
     return fileobj, zf
-
-
-def iter_slabs(reader: MemberReader, buffer: memoryview) -> Iterator[int]:
-    """Fill `buffer` again and again; yields how many bytes each fill holds."""
-    while True:
-        n = reader.readinto(buffer)
-        if n == 0:
-            return
-        yield n
-        if n < len(buffer):
-            return

@@ -1,8 +1,9 @@
 """Convert one Task into one store: the only function executors run.
 
-Inflate each member a slab of whole chunks at a time into one reused buffer, hand the slab
-to the sink, check CRC32 and size, then commit. Whatever goes wrong becomes a failed Result
-naming the archive and member; nothing is left at the store's final path.
+Inflate each member a slab of whole chunks at a time into two reused buffers, the sink
+writing one while the next is inflated (slabs.py); check CRC32 and size; then commit.
+Whatever goes wrong becomes a failed Result naming the archive and member; nothing is left
+at the store's final path.
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ from typing import Any
 import numpy as np
 
 from ._version import __version__
-from .archive import Member, MemberReader, check_member, iter_slabs, list_members, open_archive
+from .archive import Member, MemberReader, check_member, list_members, open_archive
 from .errors import ArchiveError
 from .records import ArrayRecord, ConvertOptions, Result, Task
 from .sinks import ArraySpec, open_sink
+from .slabs import SlabPipeline
 
 TARGET_CHUNK_BYTES = 4 << 20
 
@@ -113,12 +115,13 @@ def _convert(task: Task) -> tuple[list[ArrayRecord], int, int]:
             slab_chunks = max(1, options.slab_bytes // (chunk_rows * row_bytes))
             slab_rows_max = chunk_rows * slab_chunks
             longest = max(s[0] for s in shapes)
-            buffer = np.empty((min(slab_rows_max, max(longest, 1)), *row_shape), dtype=dtype)
+            buffer_rows = min(slab_rows_max, max(longest, 1))
+            buffers = [np.empty((buffer_rows, *row_shape), dtype=dtype) for _ in range(2)]
             records = []
             for member, shape, dim_names in zip(members, shapes, dims, strict=True):
                 records.append(
                     _copy_member(
-                        task, fileobj, zf, member, shape, dim_names, chunk_rows, buffer, sink
+                        task, fileobj, zf, member, shape, dim_names, chunk_rows, buffers, sink
                     )
                 )
             sink.commit()
@@ -138,7 +141,7 @@ def _copy_member(
     shape: tuple[int, ...],
     dim_names: tuple[str, ...],
     chunk_rows: int,
-    buffer: np.ndarray,
+    buffers: list[np.ndarray],
     sink: Any,
 ) -> ArrayRecord:
     options = task.options
@@ -162,23 +165,31 @@ def _copy_member(
         )
     )
     # A slab is a whole number of chunks, so no chunk is ever written twice.
-    slab_rows = (len(buffer) // chunks[0]) * chunks[0] if len(buffer) >= chunks[0] else len(buffer)
-    slab = buffer[:slab_rows]
-    slab_bytes = memoryview(slab).cast("B")
-    row_bytes = slab.itemsize * math.prod(shape[1:]) if rows else 1
+    longest = len(buffers[0])
+    slab_rows = (longest // chunks[0]) * chunks[0] if longest >= chunks[0] else longest
+    row_bytes = buffers[0].itemsize * math.prod(shape[1:])
     reader = MemberReader(task.archive, fileobj, zf, member)
     try:
-        row = 0
-        for nbytes in iter_slabs(reader, slab_bytes):
-            n_rows, rest = divmod(nbytes, row_bytes)
-            if rest or row + n_rows > rows:
-                raise ArchiveError(
-                    task.archive,
-                    member.name,
-                    f"inflates to more or other than the {member.file_size} bytes the archive declares",
-                )
-            sink.write_slab(handle, row, slab[:n_rows])
-            row += n_rows
+        with SlabPipeline(lambda row, slab: sink.write_slab(handle, row, slab), buffers) as pipe:
+            row = 0
+            while True:
+                buffer = pipe.buffer()
+                slab = buffer[:slab_rows]
+                nbytes = reader.readinto(memoryview(slab).cast("B"))
+                if nbytes == 0:
+                    pipe.release(buffer)
+                    break
+                n_rows, rest = divmod(nbytes, row_bytes)
+                if rest or row + n_rows > rows:
+                    raise ArchiveError(
+                        task.archive,
+                        member.name,
+                        f"inflates to more or other than the {member.file_size} bytes the archive declares",
+                    )
+                pipe.submit(row, slab[:n_rows], buffer)
+                row += n_rows
+                if n_rows < slab_rows:
+                    break
         reader.verify_end()
     finally:
         reader.close()

@@ -231,3 +231,19 @@ def test_auto_runs_small_jobs_in_process_and_large_ones_in_the_pool(tmp_path, mo
     monkeypatch.setattr(run_module, "IN_PROCESS_MAX_BYTES", 1000)  # a threshold, not a mock
     large = zconvert.convert(tmp_path / "in", tmp_path / "out2", workers=2)
     assert os.getpid() not in {r.pid for r in large.results}
+
+
+@pytest.mark.parametrize("fmt", ["zarr", "hdf5"])
+def test_durable_stores_round_trip(tmp_path, fmt):
+    data = float_rows(3000)
+    make_zip(tmp_path / "in" / "a.zip", {"blob.bin": data, "sub/b.bin": data})
+    report = zconvert.convert(
+        tmp_path / "in",
+        tmp_path / "out",
+        format=fmt,
+        durable=True,
+        chunk_rows=1000,
+        executor="serial",
+    )
+    assert report.ok, report.failed
+    np.testing.assert_array_equal(zconvert.open(report.results[0].store, "sub/b")[...], data)

@@ -35,6 +35,11 @@ KEYS: dict[str, tuple[Any, str]] = {
     "max_ratio": (1000.0, "refuse members whose inflated/deflated size ratio is higher"),
     "max_member_bytes": (1 << 40, "refuse members larger than this when inflated"),
     "overwrite": (False, "redo every store even if it is complete and up to date"),
+    "durable": (
+        False,
+        "fsync every store before publishing it: survives power loss, costs a disk flush per store "
+        "(without it a store is still never incomplete after a crash or kill of zconvert)",
+    ),
     "debug": (False, "keep tracebacks of failures (the CLI's --debug)"),
 }
 
@@ -134,7 +139,7 @@ def _validate(key: str, value: Any, source: str | None) -> Any:
         if value <= 1:
             raise ConfigError(key, f"{value} must be greater than 1", source)
         return float(value)
-    if key in ("overwrite", "debug"):
+    if key in ("overwrite", "debug", "durable"):
         return _expect(value, bool, key, source, "true or false")
     raise ConfigError(key, f"unknown key; known keys are {', '.join(KEYS)}", source)
 

@@ -23,6 +23,7 @@ class ConvertOptions:
     slab_bytes: int = 8 << 20
     max_ratio: float = 1000.0
     max_member_bytes: int = 1 << 40
+    durable: bool = False
     debug: bool = False
 
 

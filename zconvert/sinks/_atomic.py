@@ -25,13 +25,29 @@ def remove_path(path: str) -> None:
             pass
 
 
-def publish(temp_path: str, final_path: str) -> None:
+def fsync_tree(path: str) -> None:
+    """Flush a file, or every file and folder below a folder, to disk."""
+    if not os.path.isdir(path):
+        with open(path, "rb+") as f:
+            os.fsync(f.fileno())
+        return
+    for folder, _, files in os.walk(path, topdown=False):
+        for name in files:
+            with open(os.path.join(folder, name), "rb+") as f:
+                os.fsync(f.fileno())
+        _fsync_dir(folder)
+
+
+def publish(temp_path: str, final_path: str, durable: bool = False) -> None:
     """Move a complete temporary into place, replacing any older store there.
 
     A file is replaced atomically. A directory cannot be renamed over a non-empty one, so the
     old store is first renamed aside: for a moment nothing is at the final path, but never an
-    incomplete store.
+    incomplete store. The rename alone protects against a crash of zconvert; `durable` also
+    flushes the data to disk first, against a crash of the machine.
     """
+    if durable:
+        fsync_tree(temp_path)
     if os.path.isdir(temp_path) and os.path.lexists(final_path):
         aside = temp_sibling(final_path) + ".old"
         os.rename(final_path, aside)
@@ -39,7 +55,8 @@ def publish(temp_path: str, final_path: str) -> None:
         remove_path(aside)
     else:
         os.replace(temp_path, final_path)
-    _fsync_dir(os.path.dirname(final_path) or ".")
+    if durable:
+        _fsync_dir(os.path.dirname(final_path) or ".")
 
 
 def _fsync_dir(path: str) -> None:

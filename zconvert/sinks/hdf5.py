@@ -28,6 +28,7 @@ class HDF5Sink:
         self.final_path = final_path
         self.temp_path = temp_sibling(final_path)
         self.filters = get_preset(options.codec).hdf5_kwargs()
+        self.durable = options.durable
         os.makedirs(os.path.dirname(final_path), exist_ok=True)
         # The default libver keeps files readable by older HDF5 tools (1.10).
         self.file = h5py.File(
@@ -67,10 +68,8 @@ class HDF5Sink:
         return int(handle.id.get_storage_size())
 
     def commit(self) -> None:
-        self.file.flush()
-        os.fsync(self.file.id.get_vfd_handle())
         self.file.close()
-        publish(self.temp_path, self.final_path)
+        publish(self.temp_path, self.final_path, self.durable)
 
     def abort(self) -> None:
         try:

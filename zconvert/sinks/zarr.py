@@ -69,6 +69,7 @@ class ZarrSink:
         self.zarr_format = options.zarr_format
         self.preset = get_preset(options.codec)
         self.codec = self.preset.numcodecs_codec()
+        self.durable = options.durable
         os.makedirs(self.temp_path)
         self._write_group(self.temp_path, attributes)
 
@@ -190,7 +191,7 @@ class ZarrSink:
         return handle.stored_bytes
 
     def commit(self) -> None:
-        publish(self.temp_path, self.final_path)
+        publish(self.temp_path, self.final_path, self.durable)
 
     def abort(self) -> None:
         remove_path(self.temp_path)

@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING, Any
 from ._version import __version__
 
 if TYPE_CHECKING:
+    from .combine import open_all
     from .errors import ArchiveError, ConfigError, StoreError, ZconvertError
-    from .readers import array_names, open
+    from .readers import StoreRef, array_names, open, open_memmap, refs
     from .run import Report, convert
 
 _LAZY = {
@@ -20,6 +21,10 @@ _LAZY = {
     "Report": "zconvert.run",
     "open": "zconvert.readers",
     "array_names": "zconvert.readers",
+    "open_memmap": "zconvert.readers",
+    "StoreRef": "zconvert.readers",
+    "refs": "zconvert.readers",
+    "open_all": "zconvert.combine",
     "ZconvertError": "zconvert.errors",
     "ConfigError": "zconvert.errors",
     "ArchiveError": "zconvert.errors",
@@ -31,11 +36,15 @@ __all__ = [
     "ConfigError",
     "Report",
     "StoreError",
+    "StoreRef",
     "ZconvertError",
     "__version__",
     "array_names",
     "convert",
     "open",
+    "open_all",
+    "open_memmap",
+    "refs",
 ]
 
 

@@ -21,6 +21,7 @@ CONVERT_EXAMPLES = """\
 examples:
   zconvert convert data/ -o out/                      # every *.zip below data/, Zarr 3, blosc-lz4
   zconvert convert a.zip b.zip -o out/ --format hdf5 --codec none   # mappable HDF5
+  zconvert convert data/ -o out/ --codec none --contiguous          # mappable Zarr
   zconvert convert --config configs/seed.yaml --workers 4           # a YAML run, one flag overridden
 """
 
@@ -49,6 +50,12 @@ def _add_convert_options(p: argparse.ArgumentParser) -> None:
         "--chunk-rows", default=S, type=int, help="rows per chunk (default ~4 MiB chunks)"
     )
     p.add_argument("--codec", default=S, help="none, blosc-lz4 (default), blosc-zstd, zstd, gzip")
+    p.add_argument(
+        "--contiguous",
+        default=S,
+        action="store_true",
+        help="Zarr: one uncompressed chunk per array, memory-mappable (needs --codec none)",
+    )
     p.add_argument("--workers", default=S, type=int, help="worker processes (default: CPU count)")
     p.add_argument("--executor", default=S, help="auto (default), local (process pool) or serial")
     p.add_argument("--overwrite", default=S, action="store_true", help="redo every store")

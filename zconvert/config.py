@@ -25,6 +25,11 @@ KEYS: dict[str, tuple[Any, str]] = {
     "shape": ([-1, 4], "shape of each member; -1 first means rows inferred from its size"),
     "chunk_rows": (262144, "rows per chunk; default: about 4 MiB per chunk"),
     "codec": ("blosc-lz4", " | ".join(PRESETS)),
+    "contiguous": (
+        False,
+        "Zarr: store each array as one uncompressed chunk that readers can memory-map "
+        "(zconvert.open_memmap); needs codec none. HDF5 with codec none is always mappable",
+    ),
     "workers": (2, "worker processes; default: CPU count"),
     "executor": (
         "auto",
@@ -139,7 +144,7 @@ def _validate(key: str, value: Any, source: str | None) -> Any:
         if value <= 1:
             raise ConfigError(key, f"{value} must be greater than 1", source)
         return float(value)
-    if key in ("overwrite", "debug", "durable"):
+    if key in ("overwrite", "debug", "durable", "contiguous"):
         return _expect(value, bool, key, source, "true or false")
     raise ConfigError(key, f"unknown key; known keys are {', '.join(KEYS)}", source)
 
@@ -164,6 +169,13 @@ class RunConfig:
                 raise ConfigError(required, "is required (as a flag or a YAML key)", source)
         option_names = {f.name for f in fields(ConvertOptions)}
         options = replace(ConvertOptions(), **{k: v for k, v in clean.items() if k in option_names})
+        if options.contiguous and options.codec != "none":
+            raise ConfigError(
+                "contiguous",
+                f"needs codec none (a mapped chunk cannot be compressed), not {options.codec}; "
+                "add --codec none",
+                source,
+            )
         rest = {k: v for k, v in clean.items() if k not in option_names}
         return cls(options=options, **rest)
 

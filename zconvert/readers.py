@@ -1,10 +1,14 @@
-"""Open converted stores by path, read-only and lazily."""
+"""Open converted stores by path, read-only and lazily; memory-map them; hand them between
+processes as StoreRefs (a path and a name, never data)."""
 
 from __future__ import annotations
 
 import builtins
 import os
+from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from .errors import StoreError
 
@@ -82,3 +86,113 @@ def open(store: str | os.PathLike[str], name: str | None = None) -> Any:
         f.close()
         raise StoreError(f"{path}: {name!r} is a group, not an array")
     return dset
+
+
+_MAPPABLE_HOW = (
+    "convert with --codec none for HDF5, or --codec none --contiguous for Zarr "
+    "(YAML: codec: none, contiguous: true)"
+)
+
+
+def open_memmap(store: str | os.PathLike[str], name: str | None = None) -> np.memmap:
+    """The array `name` as a read-only np.memmap of the store's own bytes (no copy).
+
+    Only uncompressed single-extent layouts can be mapped; anything else raises StoreError
+    saying which conversion options make a store mappable.
+    """
+    path = os.path.abspath(os.fspath(store))
+    fmt = store_format(path)
+    name = _pick(path, name)
+    if fmt == "zarr":
+        from .layout import chunk_dtype, chunk_path, not_mappable_reason
+
+        array = open(path, name)
+        reason = not_mappable_reason(array)
+        if reason is not None:
+            raise StoreError(f"{path}: {name!r} cannot be memory-mapped: {reason}; {_MAPPABLE_HOW}")
+        file, offset, dtype, shape = chunk_path(path, array), 0, chunk_dtype(array), array.shape
+        expected = dtype.itemsize * int(np.prod(shape))
+        try:
+            size = os.path.getsize(file)
+        except FileNotFoundError:
+            size = -1
+        if size != expected:
+            raise StoreError(
+                f"{path}: {name!r}: chunk file {file} holds {max(size, 0)} bytes, not the "
+                f"{expected} of the array; the store is incomplete, convert it again"
+            )
+    else:
+        dset = open(path, name)
+        try:
+            file, offset, dtype, shape = path, dset.id.get_offset(), dset.dtype, dset.shape
+            if dset.chunks is not None:
+                plist = dset.id.get_create_plist()
+                names = [
+                    plist.get_filter(i)[3].decode().split(";")[0]
+                    for i in range(plist.get_nfilters())
+                ]
+                filters = ", ".join(names) or "no filter"
+                reason = f"it is chunked ({dset.chunks}, {filters})"
+            elif offset is None:
+                reason = "it has no storage allocated (empty or never written)"
+            else:
+                reason = None
+        finally:
+            dset.file.close()
+        if reason is not None:
+            raise StoreError(f"{path}: {name!r} cannot be memory-mapped: {reason}; {_MAPPABLE_HOW}")
+    return np.memmap(file, dtype=dtype, mode="r", offset=offset, shape=tuple(shape))
+
+
+@dataclass(frozen=True, slots=True)
+class StoreRef:
+    """A picklable handle on one array of a store: its path and name, never its data.
+
+    Hand these to worker processes; each reopens the store there, read-only.
+    """
+
+    store: str
+    name: str | None = None
+
+    def __init__(self, store: str | os.PathLike[str], name: str | None = None) -> None:
+        object.__setattr__(self, "store", os.path.abspath(os.fspath(store)))
+        object.__setattr__(self, "name", name)
+
+    def __reduce__(self) -> tuple[Any, tuple[str, str | None]]:
+        return (StoreRef, (self.store, self.name))  # the smallest pickle: class and two strings
+
+    def open(self) -> Any:
+        """The array lazily: a zarr.Array or an h5py.Dataset (close its .file when done)."""
+        return open(self.store, self.name)
+
+    def memmap(self) -> np.memmap:
+        """The array as a read-only np.memmap (uncompressed layouts only)."""
+        return open_memmap(self.store, self.name)
+
+    def read(self, selection: Any = ...) -> np.ndarray:
+        """A numpy copy of `selection` of the array (the whole array by default)."""
+        array = self.open()
+        try:
+            return np.asarray(array[selection])
+        finally:
+            h5file = getattr(array, "file", None)  # h5py keeps the file open; zarr holds nothing
+            if h5file is not None:
+                h5file.close()
+
+
+def refs(out: str | os.PathLike[str]) -> list[StoreRef]:
+    """A StoreRef for every array of a run folder's manifest, in manifest order."""
+    from .manifest import read_results
+
+    root = os.path.abspath(os.fspath(out))
+    try:
+        results = read_results(root)
+    except FileNotFoundError:
+        raise StoreError(f"{root}: no manifest.json; is this the output folder of a run?") from None
+    # Stores are found relative to the manifest, so a run folder can be moved or mounted elsewhere.
+    return [
+        StoreRef(os.path.join(root, result.relpath), array.name)
+        for result in results
+        if result.status != "failed"
+        for array in result.arrays
+    ]

@@ -20,6 +20,7 @@ class ConvertOptions:
     shape: tuple[int, ...] = (-1, 4)
     chunk_rows: int | None = None
     codec: str = "blosc-lz4"
+    contiguous: bool = False  # Zarr: one uncompressed chunk per array, memory-mappable
     slab_bytes: int = 8 << 20
     max_ratio: float = 1000.0
     max_member_bytes: int = 1 << 40

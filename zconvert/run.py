@@ -101,6 +101,10 @@ def run(config: RunConfig, on_result: Callable[[Result], None] | None = None) ->
             on_result(result)
     results = [by_relpath[t.relpath] for t in tasks]
     manifest = write_manifest(out, results, config.options)
+    if config.options.format == "hdf5":
+        from .combine import write_virtual_dataset
+
+        write_virtual_dataset(out)  # OUT/all.h5: the whole run as one HDF5 dataset
     return Report(
         output=out,
         results=results,

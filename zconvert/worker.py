@@ -147,6 +147,8 @@ def _copy_member(
     options = task.options
     rows = shape[0]
     chunks = (max(1, min(chunk_rows, rows)), *shape[1:])
+    if options.contiguous:  # one chunk for the whole array; slabs still stream in pieces
+        chunks = (max(1, rows), *shape[1:])
     handle = sink.add_array(
         ArraySpec(
             name=member.array_name,

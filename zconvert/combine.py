@@ -1,0 +1,113 @@
+"""One view over a whole run: the arrays of its manifest stacked along the row axis.
+
+`open_all(OUT)` is a lazy dask array for any run. For HDF5 runs, `write_virtual_dataset(OUT)`
+also writes OUT/all.h5, an HDF5 virtual dataset that any HDF5 reader (h5py, h5dump, ...)
+opens as one array; its sources are named relative to OUT, so the folder can be moved.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import numpy as np
+
+from .errors import StoreError
+from .readers import StoreRef, refs, store_format
+
+log = logging.getLogger("zconvert")
+
+COMBINED_NAME = "all.h5"
+COMBINED_DATASET = "all"
+
+
+def _layouts(arrays: list[tuple[StoreRef, tuple[int, ...], str]]) -> str | None:
+    """Why the arrays cannot be stacked along rows, or None when they can."""
+    kinds = {(np.dtype(dtype).str, shape[1:]) for _, shape, dtype in arrays}
+    if len(kinds) > 1:
+        listed = ", ".join(f"{d} x {list(s)}" for d, s in sorted(kinds))
+        return f"the arrays differ in dtype or row shape ({listed})"
+    return None
+
+
+def _manifest_arrays(out: str) -> list[tuple[StoreRef, tuple[int, ...], str]]:
+    """(ref, shape, dtype) for every array of the manifest, in manifest order."""
+    from .manifest import read_results
+
+    shapes = {
+        (os.path.join(out, r.relpath), a.name): (tuple(a.shape), a.dtype)
+        for r in read_results(out)
+        if r.status != "failed"
+        for a in r.arrays
+    }
+    return [(ref, *shapes[(ref.store, ref.name)]) for ref in refs(out)]
+
+
+def open_all(out: str | os.PathLike[str]) -> Any:
+    """A lazy dask array of every array of the run, concatenated along rows; reads nothing."""
+    import dask.array as da
+
+    root = os.path.abspath(os.fspath(out))
+    arrays = _manifest_arrays(root)
+    if not arrays:
+        raise StoreError(f"{root}: the manifest lists no converted arrays")
+    reason = _layouts(arrays)
+    if reason is not None:
+        raise StoreError(f"{root}: cannot concatenate along rows: {reason}; open them one by one")
+    parts = []
+    for ref, _shape, _dtype in arrays:
+        if store_format(ref.store) == "zarr":
+            parts.append(da.from_zarr(ref.store, component=ref.name))
+        else:
+            dset = ref.open()  # h5py keeps the file open for as long as dask reads from it
+            parts.append(da.from_array(dset, chunks=dset.chunks or "auto", name=False))
+    return da.concatenate(parts, axis=0)
+
+
+def write_virtual_dataset(out: str | os.PathLike[str]) -> str | None:
+    """Write OUT/all.h5 over every HDF5 array of the manifest; None (and a log line) when they
+    cannot be stacked, in which case any older all.h5 is removed rather than left stale."""
+    import h5py
+
+    from .sinks._atomic import publish, remove_path, temp_sibling
+
+    root = os.path.abspath(os.fspath(out))
+    final = os.path.join(root, COMBINED_NAME)
+    arrays = [a for a in _manifest_arrays(root) if a[0].store.endswith(".h5")]
+    reason = "no HDF5 arrays in the manifest" if not arrays else _layouts(arrays)
+    if reason is not None:
+        remove_path(final)
+        log.info("%s not written: %s", final, reason)
+        return None
+    row_shape, dtype = arrays[0][1][1:], arrays[0][2]
+    total_rows = sum(shape[0] for _, shape, _ in arrays)
+    layout = h5py.VirtualLayout(shape=(total_rows, *row_shape), dtype=dtype)
+    row = 0
+    for ref, shape, _ in arrays:
+        # Relative file names are looked up next to the virtual file first: the run folder
+        # can be moved or mounted elsewhere as a whole.
+        source = os.path.relpath(ref.store, root)
+        layout[row : row + shape[0]] = h5py.VirtualSource(source, ref.name, shape=shape)
+        row += shape[0]
+    temp = temp_sibling(final)
+    try:
+        with h5py.File(temp, "w") as f:
+            # A missing source file reads as NaN (floats), not as plausible zeros.
+            fill = np.nan if np.dtype(dtype).kind in "fc" else 0
+            dset = f.create_virtual_dataset(COMBINED_DATASET, layout, fillvalue=fill)
+            rest = (
+                ["column"]
+                if len(row_shape) == 1
+                else [f"dim_{i}" for i in range(1, 1 + len(row_shape))]
+            )
+            dset.attrs["_ARRAY_DIMENSIONS"] = ["row", *rest]
+            dset.attrs["sources"] = [
+                f"{os.path.relpath(r.store, root)}:{r.name}" for r, _, _ in arrays
+            ]
+            dset.attrs["source_rows"] = [shape[0] for _, shape, _ in arrays]
+        publish(temp, final)
+    except BaseException:
+        remove_path(temp)
+        raise
+    return final

@@ -12,7 +12,7 @@ from .executors import get_executor
 from .inflate import backend_summary
 from .manifest import write_manifest
 from .plan import plan_tasks
-from .records import Result
+from .records import Result, Task
 from .worker import convert_task
 
 
@@ -66,10 +66,17 @@ class Report:
         }
 
 
-def run(config: RunConfig, on_result: Callable[[Result], None] | None = None) -> Report:
-    """Convert every archive the config names; failures are recorded, never raised."""
+def run(
+    config: RunConfig,
+    on_result: Callable[[Result], None] | None = None,
+    on_plan: Callable[[Sequence[Task]], None] | None = None,
+) -> Report:
+    """Convert every archive the config names; failures are recorded, never raised.
+    `on_plan(tasks)` is called once before any work (progress bars size themselves from it)."""
     start = time.perf_counter()
     tasks = plan_tasks(config)
+    if on_plan is not None:
+        on_plan(tasks)
     out = os.path.abspath(os.path.expanduser(config.output))
     os.makedirs(out, exist_ok=True)
     executor = get_executor(config.executor, workers=config.workers)

@@ -20,20 +20,10 @@ import pytest
 from zconvert.config import KEYS
 
 from .conftest import corrupt_crc, float_rows, make_zip
+from .test_cli import zconvert
 
 REPO = Path(__file__).resolve().parent.parent
 COMMANDS = ["convert", "plan", "inspect", "config"]
-
-
-def zconvert(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "zconvert", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        timeout=120,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )
 
 
 def tree(path: Path) -> list[str]:
@@ -320,3 +310,11 @@ def test_no_bar_without_a_terminal_or_with_quiet(seed_dir, tmp_path):
     assert "3 converted, 0 skipped, 0 failed" in proc.stderr
     code, _, terminal = _run_on_pty(["convert", str(seed_dir), "-o", str(tmp_path / "b"), "-q"])
     assert code == 0 and "%|" not in terminal and "converted" not in terminal
+
+
+def test_debug_adds_the_traceback_but_keeps_the_exit_status(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("inputs: [data]\noutput: out\ncodec: lz5\n")
+    proc = zconvert("config", "--check", str(path), "--debug")
+    assert proc.returncode == 2
+    assert f"zconvert: error: {path}: codec: " in proc.stderr and "Traceback" in proc.stderr

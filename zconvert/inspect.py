@@ -65,7 +65,12 @@ def _plain(value: Any) -> Any:
 
 
 def _row(name: str, shape: Any, dtype: Any, chunks: Any, codec: str, stored: int, attrs: Any):
-    nbytes = int(attrs.get("nbytes", 0)) or None
+    import math
+
+    import numpy as np
+
+    # From the metadata, not the attributes, so stores written by other tools work too.
+    nbytes = math.prod(shape) * np.dtype(dtype).itemsize
     return {
         "name": name,
         "shape": list(shape),

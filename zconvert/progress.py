@@ -121,9 +121,7 @@ def summary_lines(report: Any) -> list[str]:
         f"in {t['seconds']:.2f} s -> {report.output}"
     ]
     if t["skipped"]:
-        lines.append(
-            f"  skipped     {t['skipped']} stores already up to date (--overwrite redoes them)"
-        )
+        lines.append(f"  skipped     {t['skipped']} already up to date (--overwrite redoes them)")
     if t["converted"]:
         ratio = f"{t['ratio']:.2f}" if t["ratio"] else "n/a"
         lines.append(f"  read        {human_bytes(t['bytes_in'])} compressed in the archives")
@@ -136,5 +134,6 @@ def summary_lines(report: Any) -> list[str]:
     if report.manifest:
         lines.append(f"  manifest    {report.manifest}")
     if t["failed"]:
-        lines.append(f"  failed      {t['failed']} archives (one line each above); exit status 1")
+        noun = "archive" if t["failed"] == 1 else "archives"
+        lines.append(f"  failed      {t['failed']} {noun} (one line each above); exit status 1")
     return lines

@@ -37,7 +37,7 @@ def test_top_level_help_lists_every_command_and_exit_codes():
     proc = zconvert("--help")
     assert proc.returncode == 0
     for command in COMMANDS:
-        assert f"\n  {command} " in proc.stdout
+        assert f"\n    {command}   " in proc.stdout
     assert "exit status: 0 ok, 1 some archives failed, 2 usage" in proc.stdout
     assert "docs/CONFIG.md" in proc.stdout
 

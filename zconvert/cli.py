@@ -22,12 +22,6 @@ log = logging.getLogger("zconvert")
 CONFIG_DOC = "docs/CONFIG.md"
 
 MAIN_EXAMPLES = f"""\
-commands:
-  convert   convert archives into stores (live progress on a terminal, summary at the end)
-  plan      what convert would do, and why, writing nothing (same as convert --dry-run)
-  inspect   arrays of a store, or the manifest summary of an output folder
-  config    print an annotated example run file, or check one
-
 examples:
   zconvert convert data/ -o out/                 # every *.zip below data/, Zarr 3, blosc-lz4
   zconvert plan --config configs/seed.yaml       # dry run of a YAML run
@@ -116,7 +110,7 @@ def _add_convert_options(p: argparse.ArgumentParser) -> None:
         "--max-ratio", default=S, type=float, help="refuse members compressed more (1000)"
     )
     p.add_argument("--max-member-bytes", default=S, type=int, help="refuse larger members (1 TiB)")
-    p.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
+    p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
 
 
 def _common_options() -> argparse.ArgumentParser:
@@ -143,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     convert = sub.add_parser(
         "convert",
         parents=[common],
-        help="convert archives into stores",
+        help="convert archives into stores (progress bar on a terminal, summary at the end)",
         description="Convert every archive into its own store under OUT, in parallel.",
         epilog=CONVERT_EXAMPLES,
         formatter_class=raw,
@@ -159,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     plan = sub.add_parser(
         "plan",
         parents=[common],
-        help="what convert would do, writing nothing",
+        help="what convert would do, and why, writing nothing (= convert --dry-run)",
         description="For each archive: would it be converted, skipped (up to date) or refused, "
         "and why. Reads central directories only; writes nothing.",
         epilog=PLAN_EXAMPLES,
@@ -170,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     inspect = sub.add_parser(
         "inspect",
         parents=[common],
-        help="describe a store or an output folder",
+        help="arrays of a store, or the manifest summary of an output folder",
         description="For a store: one row per array (name, shape, dtype, chunks, codec, stored "
         "bytes, ratio, source member, CRC32), read from the store itself. For an output folder "
         "(it holds manifest.json): the manifest summary and one line per store.",

@@ -1,11 +1,13 @@
-"""The `zconvert` command: argument parsing and printing only; the work happens in run.py.
+"""The `zconvert` command: argument parsing and printing only; the work happens elsewhere.
 
-Exit status: 0 all converted, 1 any archive failed, 2 usage or config error.
+Exit status: 0 all converted, 1 any archive failed (or was refused by a dry run), 2 usage or
+config error, 130 interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from collections.abc import Sequence
@@ -17,12 +19,61 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 log = logging.getLogger("zconvert")
 
-CONVERT_EXAMPLES = """\
+CONFIG_DOC = "docs/CONFIG.md"
+
+MAIN_EXAMPLES = f"""\
+examples:
+  zconvert convert data/ -o out/                 # every *.zip below data/, Zarr 3, blosc-lz4
+  zconvert plan --config configs/seed.yaml       # dry run of a YAML run
+  zconvert inspect out/                          # what a run wrote
+  zconvert config --example > run.yaml           # every key, annotated
+
+exit status: 0 ok, 1 some archives failed, 2 usage or configuration error.
+Every run-file key is documented in {CONFIG_DOC} (`zconvert config --example` prints them).
+Use `zconvert COMMAND --help` for each command's options.
+"""
+
+CONVERT_EXAMPLES = f"""\
 examples:
   zconvert convert data/ -o out/                      # every *.zip below data/, Zarr 3, blosc-lz4
   zconvert convert a.zip b.zip -o out/ --format hdf5 --codec none   # mappable HDF5
   zconvert convert data/ -o out/ --codec none --contiguous          # mappable Zarr
   zconvert convert --config configs/seed.yaml --workers 4           # a YAML run, one flag overridden
+  zconvert convert data/ -o out/ --dry-run            # what would happen, writing nothing
+  zconvert convert data/ -o out/ --json > report.json # machine-readable report on stdout
+
+A progress bar is drawn on stderr when it is a terminal (not with --quiet); a summary follows.
+Run-file keys and their flags: {CONFIG_DOC}.
+exit status: 0 all converted, 1 some failed (one line each on stderr), 2 usage/config error.
+"""
+
+PLAN_EXAMPLES = f"""\
+examples:
+  zconvert plan data/ -o out/                    # convert, skip or refuse, per archive
+  zconvert plan --config configs/seed.yaml --json
+
+Only each archive's central directory is read; nothing is written, not even OUT.
+Run-file keys and their flags: {CONFIG_DOC}.
+exit status: 0 everything would convert, 1 some archives would be refused, 2 usage/config error.
+"""
+
+INSPECT_EXAMPLES = """\
+examples:
+  zconvert inspect out/archive_00.zarr     # one row per array: shape, dtype, chunks, codec, ratio, CRC
+  zconvert inspect out/                    # manifest summary and one line per store
+  zconvert inspect out/ --arrays           # ... and every store's array table
+  zconvert inspect out/archive_00.h5 --json
+
+exit status: 0 ok, 1 the path is not a store or output folder.
+"""
+
+CONFIG_EXAMPLES = f"""\
+examples:
+  zconvert config --example > run.yaml     # every key with an example value and its meaning
+  zconvert config --check configs/seed.yaml
+  zconvert config --markdown > {CONFIG_DOC}
+
+exit status: 0 valid ("ok"), 2 invalid (one line naming the file and the key).
 """
 
 
@@ -59,27 +110,98 @@ def _add_convert_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", default=S, type=int, help="worker processes (default: CPU count)")
     p.add_argument("--executor", default=S, help="auto (default), local (process pool) or serial")
     p.add_argument("--overwrite", default=S, action="store_true", help="redo every store")
+    p.add_argument(
+        "--durable",
+        default=S,
+        action="store_true",
+        help="fsync each store before publishing it (survives power loss; slower)",
+    )
+    p.add_argument(
+        "--slab-bytes", default=S, type=int, help="bytes inflated at a time per worker (8 MiB)"
+    )
+    p.add_argument(
+        "--max-ratio", default=S, type=float, help="refuse members compressed more (1000)"
+    )
+    p.add_argument("--max-member-bytes", default=S, type=int, help="refuse larger members (1 TiB)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+
+
+def _common_options() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    group = common.add_argument_group("logging")
+    group.add_argument("-v", "--verbose", action="store_true", help="more log output")
+    group.add_argument("--debug", action="store_true", help="debug log and tracebacks for errors")
+    group.add_argument("--log-file", metavar="FILE", help="also write a detailed log to FILE")
+    return common
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="zconvert",
         description="Convert ZIP archives of raw float32 blobs into per-file Zarr or HDF5 stores.",
+        epilog=MAIN_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=_version_text())
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("-v", "--verbose", action="store_true", help="more log output")
-    common.add_argument("--debug", action="store_true", help="tracebacks for every error")
+    common = _common_options()
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    raw = argparse.RawDescriptionHelpFormatter
+
     convert = sub.add_parser(
         "convert",
         parents=[common],
-        help="convert archives into stores",
+        help="convert archives into stores (progress bar on a terminal, summary at the end)",
         description="Convert every archive into its own store under OUT, in parallel.",
         epilog=CONVERT_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=raw,
     )
     _add_convert_options(convert)
+    convert.add_argument(
+        "-n", "--dry-run", action="store_true", help="show what would happen; write nothing"
+    )
+    convert.add_argument(
+        "-q", "--quiet", action="store_true", help="no progress bar and no summary; errors only"
+    )
+
+    plan = sub.add_parser(
+        "plan",
+        parents=[common],
+        help="what convert would do, and why, writing nothing (= convert --dry-run)",
+        description="For each archive: would it be converted, skipped (up to date) or refused, "
+        "and why. Reads central directories only; writes nothing.",
+        epilog=PLAN_EXAMPLES,
+        formatter_class=raw,
+    )
+    _add_convert_options(plan)
+
+    inspect = sub.add_parser(
+        "inspect",
+        parents=[common],
+        help="arrays of a store, or the manifest summary of an output folder",
+        description="For a store: one row per array (name, shape, dtype, chunks, codec, stored "
+        "bytes, ratio, source member, CRC32), read from the store itself. For an output folder "
+        "(it holds manifest.json): the manifest summary and one line per store.",
+        epilog=INSPECT_EXAMPLES,
+        formatter_class=raw,
+    )
+    inspect.add_argument("path", metavar="STORE|OUT", help="a .zarr/.h5 store or an output folder")
+    inspect.add_argument(
+        "-a", "--arrays", action="store_true", help="for OUT: also every store's array table"
+    )
+    inspect.add_argument("--json", action="store_true", help="print JSON on stdout")
+
+    config = sub.add_parser(
+        "config",
+        parents=[common],
+        help="print an example run file, or check one",
+        description=f"Run files are YAML; every key is documented in {CONFIG_DOC}.",
+        epilog=CONFIG_EXAMPLES,
+        formatter_class=raw,
+    )
+    what = config.add_mutually_exclusive_group(required=True)
+    what.add_argument("--example", action="store_true", help="print an annotated run file")
+    what.add_argument("--check", metavar="FILE", help="validate a run file")
+    what.add_argument("--markdown", action="store_true", help=f"print {CONFIG_DOC}")
     return parser
 
 
@@ -91,43 +213,124 @@ def _version_text() -> str:
 
 def _failure_line(result: Any) -> str:
     where = f"{result.archive}: {result.member}" if result.member else result.archive
-    return f"zconvert: failed: {where}: {result.error}"
+    return f"failed: {where}: {result.error}"
 
 
-def _cmd_convert(args: argparse.Namespace) -> int:
+def _print_json(document: Any) -> None:
+    json.dump(document, sys.stdout, indent=1, ensure_ascii=False)
+    sys.stdout.write("\n")
+
+
+def _config_from(args: argparse.Namespace) -> Any:
     from .config import build_config
-    from .run import run
 
-    overrides = {
-        k: v
-        for k, v in vars(args).items()
-        if k not in ("command", "config", "verbose", "debug", "func")
-    }
+    local = ("command", "config", "verbose", "debug", "log_file", "json", "dry_run", "quiet")
+    overrides = {k: v for k, v in vars(args).items() if k not in local}
     if "inputs" in overrides and not overrides["inputs"]:
         del overrides["inputs"]
     if args.debug:
         overrides["debug"] = True
     config = build_config(args.config, **overrides)
+    log.debug("config: %s", config)
+    return config
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    from .dryrun import plan_lines, plan_run
+
+    config = _config_from(args)
+    planned = plan_run(config)
+    if args.json:
+        _print_json([p.to_dict() for p in planned])
+    else:
+        for line in plan_lines(planned, config.output):
+            print(line)
+    return EXIT_FAILED if any(p.action == "refuse" for p in planned) else EXIT_OK
+
+
+def _cmd_convert(args: argparse.Namespace) -> int:
+    if args.dry_run:
+        return _cmd_plan(args)
+    from .progress import ProgressBar, summary_lines, want_bar
+    from .run import run
+
+    config = _config_from(args)
+    bar = ProgressBar(want_bar(args.quiet))
 
     def on_result(result: Any) -> None:
+        bar.update(result)
         if result.status == "failed":
-            print(_failure_line(result), file=sys.stderr, flush=True)
+            log.error("%s", _failure_line(result))
             if result.traceback:
-                print(result.traceback, file=sys.stderr)
+                log.error("%s", result.traceback.rstrip())
         else:
-            log.info("%s: %s -> %s", result.status, result.archive, result.store)
+            log.info(
+                "%s: %s -> %s (%.2f s, pid %d)",
+                result.status,
+                result.archive,
+                result.store,
+                result.seconds,
+                result.pid,
+            )
 
-    report = run(config, on_result)
-    print(
-        f"zconvert: {len(report.converted)} converted, {len(report.skipped)} skipped, "
-        f"{len(report.failed)} failed; {report.bytes_out / 1e6:.1f} MB in {report.seconds:.2f} s "
-        f"-> {report.output}",
-        file=sys.stderr,
-    )
+    try:
+        with bar.logging_redirected():
+            report = run(config, on_result, on_plan=bar.start)
+    finally:
+        bar.close()
+    if args.json:
+        _print_json(report.to_dict())
+    elif not args.quiet:
+        for line in summary_lines(report):
+            print(line, file=sys.stderr)
     return EXIT_OK if report.ok else EXIT_FAILED
 
 
-COMMANDS = {"convert": _cmd_convert}
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from .inspect import inspect_path, inspect_store, output_lines, store_lines
+
+    info = inspect_path(args.path)
+    if args.json:
+        if info["kind"] == "output" and args.arrays:
+            info["store_arrays"] = [
+                inspect_store(s["store"]) for s in info["stores"] if s["status"] == "converted"
+            ]
+        _print_json(info)
+        return EXIT_OK
+    if info["kind"] == "store":
+        print("\n".join(store_lines(info)))
+        return EXIT_OK
+    print("\n".join(output_lines(info)))
+    if args.arrays:
+        for s in info["stores"]:
+            if s["status"] == "converted":
+                print()
+                print("\n".join(store_lines(inspect_store(s["store"]))))
+    return EXIT_OK
+
+
+def _cmd_config(args: argparse.Namespace) -> int:
+    from .configdoc import config_markdown, example_yaml
+
+    if args.example:
+        sys.stdout.write(example_yaml())
+        return EXIT_OK
+    if args.markdown:
+        sys.stdout.write(config_markdown())
+        return EXIT_OK
+    from .config import RunConfig, load_yaml
+
+    RunConfig.from_mapping(load_yaml(args.check), args.check)
+    print(f"ok: {args.check}")
+    return EXIT_OK
+
+
+COMMANDS = {
+    "convert": _cmd_convert,
+    "plan": _cmd_plan,
+    "inspect": _cmd_inspect,
+    "config": _cmd_config,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -136,28 +339,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE
-    logging.basicConfig(
-        level=logging.DEBUG if args.debug else logging.INFO if args.verbose else logging.WARNING,
-        format="zconvert: %(message)s",
-    )
+    from .logs import configure_logging
+
+    try:
+        configure_logging(
+            args.verbose, args.debug, args.log_file, quiet=getattr(args, "quiet", False)
+        )
+    except OSError as exc:
+        print(f"zconvert: error: --log-file {args.log_file}: {exc.strerror}", file=sys.stderr)
+        return EXIT_USAGE
     from .errors import ConfigError, ZconvertError
 
     try:
         return COMMANDS[args.command](args)
-    except ConfigError as exc:
-        if args.debug:
-            raise
-        print(f"zconvert: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
     except ZconvertError as exc:
-        if args.debug:
-            raise
-        print(f"zconvert: error: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        # One line; --debug adds the traceback, and a log file always gets it.
+        log.error("error: %s", exc, exc_info=args.debug)
+        if not args.debug:
+            log.debug("traceback of the error above", exc_info=True)
+        return EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_FAILED
     except KeyboardInterrupt:
-        print(
-            "zconvert: interrupted; finished stores are kept, partial ones removed", file=sys.stderr
-        )
+        log.error("interrupted; finished stores are kept, partial ones removed")
         return 130
 
 

@@ -87,10 +87,17 @@ def _size(path: str) -> int:
         return 0
 
 
-def run(config: RunConfig, on_result: Callable[[Result], None] | None = None) -> Report:
-    """Convert every archive the config names; failures are recorded, never raised."""
+def run(
+    config: RunConfig,
+    on_result: Callable[[Result], None] | None = None,
+    on_plan: Callable[[Sequence[Task]], None] | None = None,
+) -> Report:
+    """Convert every archive the config names; failures are recorded, never raised.
+    `on_plan(tasks)` is called once before any work (progress bars size themselves from it)."""
     start = time.perf_counter()
     tasks = plan_tasks(config)
+    if on_plan is not None:
+        on_plan(tasks)
     out = os.path.abspath(os.path.expanduser(config.output))
     os.makedirs(out, exist_ok=True)
     executor = get_executor(_engine_for(config, tasks), workers=config.workers)

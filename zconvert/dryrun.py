@@ -1,0 +1,113 @@
+"""`zconvert plan` and `convert --dry-run`: what a run would do, and why, writing nothing.
+
+Each archive's central directory is read (never its data) and put through the same checks a
+worker makes before inflating: names, encryption, method, size and ratio limits, and whether
+the declared size fits --dtype and --shape. No folder, store or manifest is created.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from .archive import check_member, list_members, open_archive
+from .config import RunConfig
+from .errors import ArchiveError
+from .plan import plan_tasks
+from .records import Task
+from .worker import array_shape
+
+
+@dataclass(frozen=True)
+class PlannedTask:
+    """One archive's fate in a dry run: convert, skip or refuse, with the reason."""
+
+    archive: str
+    store: str
+    relpath: str
+    action: str  # "convert" | "skip" | "refuse"
+    reason: str | None = None
+    member: str | None = None
+    members: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def _skip_reason(task: Task) -> str | None:
+    """Why this task's store need not be rebuilt, or None to convert it.
+
+    Today every task is converted, so this returns None. When resume lands (issue 4), the
+    body becomes `return zconvert.resume.store_is_current(task)` and the dry run reports
+    'skip' with that reason; nothing else changes (--overwrite is handled by the caller).
+    """
+    return None
+
+
+def preflight(task: Task) -> PlannedTask:
+    """Open the archive's central directory only and apply every pre-inflate check."""
+    base = {"archive": task.archive, "store": task.store, "relpath": task.relpath}
+    options = task.options
+    try:
+        fileobj, zf = open_archive(task.archive)
+        with fileobj, zf:
+            members = list_members(task.archive, zf)
+            for member in members:
+                check_member(task.archive, member, options.max_ratio, options.max_member_bytes)
+                array_shape(task.archive, member, options)
+    except ArchiveError as exc:
+        return PlannedTask(**base, action="refuse", reason=exc.reason, member=exc.member)
+    return PlannedTask(
+        **base,
+        action="convert",
+        members=len(members),
+        bytes_in=sum(m.compress_size for m in members),
+        bytes_out=sum(m.file_size for m in members),
+    )
+
+
+def plan_run(config: RunConfig) -> list[PlannedTask]:
+    """Every archive of the run with what would happen to it; writes nothing."""
+    planned = []
+    for task in plan_tasks(config):
+        reason = None if config.overwrite else _skip_reason(task)
+        if reason is not None:
+            planned.append(
+                PlannedTask(
+                    archive=task.archive,
+                    store=task.store,
+                    relpath=task.relpath,
+                    action="skip",
+                    reason=reason,
+                )
+            )
+        else:
+            planned.append(preflight(task))
+    return planned
+
+
+def plan_lines(planned: list[PlannedTask], output: str) -> list[str]:
+    """The dry run as text: one line per archive, then the totals."""
+    from .progress import human_bytes
+
+    lines = []
+    for p in planned:
+        if p.action == "convert":
+            lines.append(
+                f"convert  {p.archive} -> {p.relpath}  ({p.members} member"
+                f"{'s' if p.members != 1 else ''}, {human_bytes(p.bytes_out)} to inflate)"
+            )
+        elif p.action == "skip":
+            lines.append(f"skip     {p.archive} -> {p.relpath}  ({p.reason})")
+        else:
+            where = f"{p.archive}: {p.member}" if p.member else p.archive
+            lines.append(f"refuse   {where}: {p.reason}")
+    counts = {a: sum(p.action == a for p in planned) for a in ("convert", "skip", "refuse")}
+    total = sum(p.bytes_out for p in planned if p.action == "convert")
+    lines.append(
+        f"zconvert: would convert {counts['convert']}, skip {counts['skip']}, "
+        f"refuse {counts['refuse']}; {human_bytes(total)} to inflate into {output}; "
+        "nothing written (dry run)"
+    )
+    return lines

@@ -1,0 +1,268 @@
+"""`zconvert inspect`: what a store holds, read from the store itself, or what a run folder holds.
+
+For a store, every array's metadata and attributes come from zarr or h5py (stored bytes from
+zarr's `nbytes_stored()` or h5py's `id.get_storage_size()`), not from the manifest, so a store
+copied elsewhere still describes itself. For a run folder, the manifest gives the summary.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from .errors import StoreError
+from .manifest import MANIFEST_NAME, read_manifest
+from .progress import human_bytes
+from .readers import store_format
+
+# HDF5 Blosc filter: compressor code -> name (the filter's 7th parameter).
+_BLOSC_CODES = {0: "blosclz", 1: "lz4", 2: "lz4hc", 3: "snappy", 4: "zlib", 5: "zstd"}
+
+
+def _zarr_codec(array: Any) -> str:
+    parts = []
+    for codec in array.compressors:
+        kind = type(codec).__name__.lower()
+        cname = getattr(codec, "cname", None)
+        if cname is not None:  # BloscCodec (v3) or numcodecs Blosc (v2)
+            cname = getattr(cname, "value", cname)
+            shuffle = getattr(codec, "shuffle", None)
+            shuffle = getattr(shuffle, "value", shuffle)
+            shuffled = shuffle in ("shuffle", 1)
+            parts.append(f"blosc-{cname}:{codec.clevel}" + ("+shuffle" if shuffled else ""))
+        elif "zstd" in kind:
+            parts.append(f"zstd:{codec.level}")
+        elif "gzip" in kind:
+            parts.append(f"gzip:{codec.level}")
+        else:
+            parts.append(kind)
+    return "+".join(parts) or "none"
+
+
+def _hdf5_codec(dset: Any) -> str:
+    dcpl = dset.id.get_create_plist()
+    parts = []
+    for i in range(dcpl.get_nfilters()):
+        code, _flags, values, _name = dcpl.get_filter(i)
+        if code == 2:
+            parts.append("shuffle")
+        elif code == 1:
+            parts.append(f"gzip:{values[0]}" if values else "gzip")
+        elif code == 32001 and len(values) >= 7:
+            shuffled = "+shuffle" if values[5] == 1 else ""
+            cname = _BLOSC_CODES.get(values[6], values[6])
+            parts.append(f"blosc-{cname}:{values[4]}{shuffled}")
+        elif code == 32015:
+            parts.append(f"zstd:{values[0]}" if values else "zstd")
+        else:
+            parts.append(f"filter{code}")
+    return "+".join(parts) or "none"
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars from HDF5 attributes -> Python values (for JSON and printing)."""
+    return value.item() if hasattr(value, "item") else value
+
+
+def _row(name: str, shape: Any, dtype: Any, chunks: Any, codec: str, stored: int, attrs: Any):
+    import math
+
+    import numpy as np
+
+    # From the metadata, not the attributes, so stores written by other tools work too.
+    nbytes = math.prod(shape) * np.dtype(dtype).itemsize
+    return {
+        "name": name,
+        "shape": list(shape),
+        "dtype": str(dtype),
+        "chunks": list(chunks) if chunks else None,
+        "codec": codec,
+        "nbytes": nbytes,
+        "stored_bytes": stored,
+        "ratio": round(nbytes / stored, 3) if nbytes and stored else None,
+        "source_archive": _plain(attrs.get("source_archive")),
+        "member": _plain(attrs.get("member")),
+        "crc32": _plain(attrs.get("crc32")),
+    }
+
+
+def inspect_store(store: str | os.PathLike[str]) -> dict[str, Any]:
+    """One store's format, attributes and a record per array, read from the store itself."""
+    path = os.fspath(store)
+    fmt = store_format(path)
+    arrays = []
+    if fmt == "zarr":
+        import zarr
+
+        group = zarr.open_group(path, mode="r")
+        attrs = dict(group.attrs)
+        version = group.metadata.zarr_format
+        for name, node in sorted(group.members(max_depth=None)):
+            if isinstance(node, zarr.Array):
+                arrays.append(
+                    _row(
+                        name,
+                        node.shape,
+                        node.dtype,
+                        node.chunks,
+                        _zarr_codec(node),
+                        int(node.nbytes_stored()),
+                        node.attrs,
+                    )
+                )
+        fmt_name = f"zarr {version}"
+    else:
+        import h5py
+        import hdf5plugin  # noqa: F401  (registers the filters so their parameters read back)
+
+        with h5py.File(path, "r", locking=False) as f:
+            attrs = {k: _plain(v) for k, v in f.attrs.items()}
+            datasets: list[tuple[str, Any]] = []
+            f.visititems(
+                lambda n, obj: datasets.append((n, obj)) if isinstance(obj, h5py.Dataset) else None
+            )
+            for name, dset in sorted(datasets, key=lambda item: item[0]):
+                arrays.append(
+                    _row(
+                        name,
+                        dset.shape,
+                        dset.dtype.str,
+                        dset.chunks,
+                        _hdf5_codec(dset),
+                        int(dset.id.get_storage_size()),
+                        dset.attrs,
+                    )
+                )
+        fmt_name = "hdf5"
+    for a in arrays:  # dtype as stored (with byte order), the way --dtype spells it
+        a["dtype"] = _dtype_str(a["dtype"])
+    return {
+        "store": os.path.abspath(path),
+        "format": fmt_name,
+        "source_archive": _plain(attrs.get("source_archive")),
+        "zconvert_version": _plain(attrs.get("zconvert_version")),
+        "arrays": arrays,
+    }
+
+
+def _dtype_str(dtype: str) -> str:
+    import numpy as np
+
+    return np.dtype(dtype).str
+
+
+def inspect_output(out: str | os.PathLike[str]) -> dict[str, Any]:
+    """A run folder's manifest summary and one record per store (missing stores flagged)."""
+    doc = read_manifest(out)
+    stores = []
+    for entry in doc.get("stores", []):
+        arrays = entry.get("arrays", [])
+        nbytes = sum(a.get("nbytes", 0) for a in arrays)
+        stored = sum(a.get("stored_bytes") or 0 for a in arrays)
+        status = entry.get("status")
+        if status != "failed" and not os.path.exists(entry.get("store", "")):
+            status = "missing"
+        stores.append(
+            {
+                "relpath": entry.get("relpath"),
+                "store": entry.get("store"),
+                "status": status,
+                "archive": entry.get("archive"),
+                "arrays": len(arrays),
+                "nbytes": nbytes,
+                "stored_bytes": stored,
+                "ratio": round(nbytes / stored, 3) if stored else None,
+                "error": entry.get("error"),
+                "member": entry.get("member"),
+            }
+        )
+    counts = {s: sum(e["status"] == s for e in stores) for s in ("converted", "failed", "missing")}
+    return {
+        "output": os.path.abspath(os.fspath(out)),
+        "zconvert_version": doc.get("zconvert_version"),
+        "written": doc.get("written"),
+        "options": doc.get("options", {}),
+        "counts": counts,
+        "nbytes": sum(s["nbytes"] for s in stores),
+        "stored_bytes": sum(s["stored_bytes"] for s in stores),
+        "stores": stores,
+    }
+
+
+def is_output_folder(path: str | os.PathLike[str]) -> bool:
+    return os.path.isfile(os.path.join(os.fspath(path), MANIFEST_NAME))
+
+
+def inspect_path(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """inspect_output for a run folder (it has a manifest.json), inspect_store otherwise."""
+    if is_output_folder(path):
+        return {"kind": "output", **inspect_output(path)}
+    if not os.path.exists(path):
+        raise StoreError(f"{os.fspath(path)}: no such store or run folder")
+    return {"kind": "store", **inspect_store(path)}
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    return [
+        "  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip()
+        for r in [header, *rows]
+    ]
+
+
+def _dims(values: Any) -> str:
+    return "x".join(map(str, values)) if values else "-"
+
+
+def store_lines(info: dict[str, Any]) -> list[str]:
+    """A store as text: a header line and a table with one row per array."""
+    lines = [f"{info['store']}  ({info['format']}, zconvert {info['zconvert_version'] or '?'})"]
+    if info["source_archive"]:
+        lines.append(f"  from {info['source_archive']}")
+    rows = [
+        [
+            a["name"],
+            _dims(a["shape"]),
+            a["dtype"],
+            _dims(a["chunks"]),
+            a["codec"],
+            human_bytes(a["stored_bytes"]),
+            f"{a['ratio']:.2f}" if a["ratio"] else "-",
+            str(a["member"] or "-"),
+            f"{a['crc32']:08x}" if isinstance(a["crc32"], int) else "-",
+        ]
+        for a in info["arrays"]
+    ]
+    header = ["array", "shape", "dtype", "chunks", "codec", "stored", "ratio", "member", "crc32"]
+    lines.extend("  " + line for line in _table(header, rows))
+    return lines
+
+
+def output_lines(info: dict[str, Any]) -> list[str]:
+    """A run folder as text: the manifest summary, then one line per store."""
+    opts = info["options"]
+    c = info["counts"]
+    ratio = info["nbytes"] / info["stored_bytes"] if info["stored_bytes"] else None
+    lines = [
+        f"{info['output']}  (manifest written {info['written']} by zconvert "
+        f"{info['zconvert_version']})",
+        f"  options   format={opts.get('format')} zarr_format={opts.get('zarr_format')} "
+        f"codec={opts.get('codec')} dtype={opts.get('dtype')} shape={opts.get('shape')}",
+        f"  stores    {c['converted']} converted, {c['failed']} failed, {c['missing']} missing",
+        f"  bytes     {human_bytes(info['nbytes'])} of arrays stored in "
+        f"{human_bytes(info['stored_bytes'])}" + (f" (ratio {ratio:.2f})" if ratio else ""),
+    ]
+    rows = []
+    for s in info["stores"]:
+        if s["status"] == "failed":
+            where = f"{s['member']}: " if s["member"] else ""
+            detail = f"{where}{s['error']}"
+        else:
+            ratio_s = f"{s['ratio']:.2f}" if s["ratio"] else "-"
+            detail = (
+                f"{s['arrays']} arrays, {human_bytes(s['nbytes'])} -> "
+                f"{human_bytes(s['stored_bytes'])} (ratio {ratio_s})"
+            )
+        rows.append([s["relpath"], s["status"], detail])
+    lines.extend("  " + line for line in _table(["store", "status", "detail"], rows))
+    return lines

@@ -1,0 +1,139 @@
+"""What a person sees during and after a run: a live bar on a terminal, a one-screen summary.
+
+The bar goes to stderr and only when stderr is a terminal (tqdm draws into pipes and log files
+too unless told not to); tqdm is imported only when a bar is actually drawn. The summary is
+plain text built from the Report, so scripts and tests can read it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator, Sequence
+from typing import Any, TextIO
+
+from .records import Result, Task
+
+
+def human_bytes(n: float) -> str:
+    """1234567 -> '1.2 MB' (decimal units, like disk and network tools)."""
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    raise AssertionError("unreachable")
+
+
+def want_bar(quiet: bool, stream: TextIO | None = None) -> bool:
+    """A bar only for a person watching: stream is a terminal and --quiet was not given."""
+    stream = sys.stderr if stream is None else stream
+    if quiet:
+        return False
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+class ProgressBar:
+    """A live bar over archives, with inflated bytes and their rate; a no-op when disabled."""
+
+    def __init__(self, enabled: bool, stream: TextIO | None = None) -> None:
+        self.enabled = enabled
+        self.stream = sys.stderr if stream is None else stream
+        self.bar: Any = None
+        self.bytes_out = 0
+        self.failed = 0
+
+    def start(self, tasks: Sequence[Task]) -> None:
+        """Size the bar from the plan; called once before any archive is converted."""
+        if not self.enabled or self.bar is not None:
+            return
+        from tqdm import tqdm
+
+        self.bar = tqdm(
+            total=len(tasks),
+            unit="archive",
+            file=self.stream,
+            dynamic_ncols=True,
+            smoothing=0.1,
+            # The byte rate (in the postfix) says more than archives per second.
+            bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} archives [{elapsed}<{remaining}{postfix}]",
+        )
+
+    def update(self, result: Result) -> None:
+        """Advance by one archive and its inflated bytes (Result.bytes_out)."""
+        self.bytes_out += result.bytes_out
+        self.failed += result.status == "failed"
+        if self.bar is None:
+            return
+        elapsed = self.bar.format_dict.get("elapsed") or 0.0
+        rate = self.bytes_out / elapsed if elapsed > 0 else 0.0
+        postfix = f"{human_bytes(self.bytes_out)}, {human_bytes(rate)}/s"
+        if self.failed:
+            postfix += f", {self.failed} failed"
+        self.bar.set_postfix_str(postfix, refresh=False)
+        self.bar.update(1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    @contextlib.contextmanager
+    def logging_redirected(self) -> Iterator[None]:
+        """Route the zconvert logger's console output above the bar instead of through it."""
+        if not self.enabled:
+            yield
+            return
+        import logging
+
+        from tqdm.contrib.logging import logging_redirect_tqdm
+
+        with logging_redirect_tqdm([logging.getLogger("zconvert")]):
+            yield
+
+
+def report_totals(report: Any) -> dict[str, Any]:
+    """The numbers of a summary, from a Report: counts, bytes, stored bytes, ratio, throughput."""
+    arrays = [a for r in report.converted for a in r.arrays]
+    nbytes = sum(a.nbytes for a in arrays)
+    stored = sum(a.stored_bytes for a in arrays if a.stored_bytes is not None)
+    seconds = report.seconds
+    return {
+        "converted": len(report.converted),
+        "skipped": len(report.skipped),
+        "failed": len(report.failed),
+        "bytes_in": report.bytes_in,
+        "bytes_out": report.bytes_out,
+        "stored_bytes": stored,
+        "ratio": nbytes / stored if stored else None,
+        "seconds": seconds,
+        "throughput": report.bytes_out / seconds if seconds > 0 else None,
+    }
+
+
+def summary_lines(report: Any) -> list[str]:
+    """A one-screen summary of a run, first line compatible with scripts grepping for counts."""
+    t = report_totals(report)
+    lines = [
+        f"zconvert: {t['converted']} converted, {t['skipped']} skipped, {t['failed']} failed "
+        f"in {t['seconds']:.2f} s -> {report.output}"
+    ]
+    if t["skipped"]:
+        lines.append(f"  skipped     {t['skipped']} already up to date (--overwrite redoes them)")
+    if t["converted"]:
+        ratio = f"{t['ratio']:.2f}" if t["ratio"] else "n/a"
+        lines.append(f"  read        {human_bytes(t['bytes_in'])} compressed in the archives")
+        lines.append(
+            f"  wrote       {human_bytes(t['bytes_out'])} of arrays as "
+            f"{human_bytes(t['stored_bytes'])} stored (ratio {ratio})"
+        )
+        if t["throughput"]:
+            lines.append(f"  throughput  {human_bytes(t['throughput'])}/s inflated and written")
+    if report.manifest:
+        lines.append(f"  manifest    {report.manifest}")
+    if t["failed"]:
+        noun = "archive" if t["failed"] == 1 else "archives"
+        lines.append(f"  failed      {t['failed']} {noun} (one line each above); exit status 1")
+    return lines

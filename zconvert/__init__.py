@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from .errors import ArchiveError, ConfigError, StoreError, ZconvertError
     from .readers import array_names, open
     from .run import Report, convert
+    from .verify import verify
 
 _LAZY = {
     "convert": "zconvert.run",
@@ -24,6 +25,7 @@ _LAZY = {
     "ConfigError": "zconvert.errors",
     "ArchiveError": "zconvert.errors",
     "StoreError": "zconvert.errors",
+    "verify": "zconvert.verify",
 }
 
 __all__ = [
@@ -36,6 +38,7 @@ __all__ = [
     "array_names",
     "convert",
     "open",
+    "verify",
 ]
 
 

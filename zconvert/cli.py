@@ -1,6 +1,7 @@
 """The `zconvert` command: argument parsing and printing only; the work happens in run.py.
 
-Exit status: 0 all converted, 1 any archive failed, 2 usage or config error.
+Exit status: 0 all converted (or verified), 1 any archive failed (or any verify problem),
+2 usage or config error, or OUT locked by another run.
 """
 
 from __future__ import annotations
@@ -73,6 +74,18 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_convert_options(convert)
+    verify = sub.add_parser(
+        "verify",
+        parents=[common],
+        help="re-read stores and check every array's CRC32 and size",
+        description="Re-read every array of each store (or of every store an output folder's "
+        "manifest lists) and check its CRC32 and size against the source archive's record. "
+        "Prints one line per problem; exit status 1 if there is any.",
+    )
+    verify.add_argument("paths", nargs="+", metavar="OUT|STORE", help="output folders or stores")
+    verify.add_argument(
+        "--sources", action="store_true", help="also re-read the source archives and check them"
+    )
     return parser
 
 
@@ -120,7 +133,20 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     return EXIT_OK if report.ok else EXIT_FAILED
 
 
-COMMANDS = {"convert": _cmd_convert}
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from .verify import verify
+
+    problems = verify(args.paths, sources=args.sources)
+    for line in problems:
+        print(line, flush=True)
+    print(
+        f"zconvert: verify: {len(problems)} problem{'s' if len(problems) != 1 else ''}",
+        file=sys.stderr,
+    )
+    return EXIT_FAILED if problems else EXIT_OK
+
+
+COMMANDS = {"convert": _cmd_convert, "verify": _cmd_verify}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -19,6 +19,7 @@ from ._version import __version__
 from .archive import Member, MemberReader, check_member, iter_slabs, list_members, open_archive
 from .errors import ArchiveError
 from .records import ArrayRecord, ConvertOptions, Result, Task
+from .resume import OPTIONS_ATTR, options_fingerprint
 from .sinks import ArraySpec, open_sink
 
 TARGET_CHUNK_BYTES = 4 << 20
@@ -107,6 +108,7 @@ def _convert(task: Task) -> tuple[list[ArrayRecord], int, int]:
                 "source_archive": task.archive,
                 "source_size": stat.st_size,
                 "source_mtime_ns": stat.st_mtime_ns,
+                OPTIONS_ATTR: options_fingerprint(options),  # what resume compares
             },
         )
         try:

@@ -84,6 +84,7 @@ def run(config: RunConfig, on_result: Callable[[Result], None] | None = None) ->
             by_relpath[result.relpath] = result
             if on_result is not None:
                 on_result(result)
+        remove_leftovers(out)  # those of workers that died (kill -9, OOM) during this run
         results = [by_relpath[t.relpath] for t in tasks]
         manifest = write_manifest(out, results, config.options)
     return Report(

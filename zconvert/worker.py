@@ -241,7 +241,13 @@ def _describe(exc: BaseException) -> str:
     import errno
 
     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
-        return f"disk full or file too large while writing the store ({exc.strerror}); free space or raise the limit"
+        # os.strerror, not exc.strerror: HDF5's is a multi-line dump of its write call.
+        return f"disk full or file too large while writing the store ({os.strerror(exc.errno)}); free space or raise the limit"
     if isinstance(exc, OSError) and exc.strerror:
-        return f"{exc.strerror}" + (f": {exc.filename}" if exc.filename else "")
-    return f"{type(exc).__name__}: {exc}"
+        return _one_line(f"{exc.strerror}" + (f": {exc.filename}" if exc.filename else ""))
+    return _one_line(f"{type(exc).__name__}: {exc}")
+
+
+def _one_line(text: str) -> str:
+    """Errors are printed one per line; library messages sometimes span several."""
+    return " ".join(text.split())

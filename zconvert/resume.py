@@ -63,7 +63,7 @@ def read_store_metadata(store: str) -> tuple[dict[str, Any], list[StoredArray]]:
                 shape=tuple(node.shape),
                 dtype=node.dtype.str,
                 chunks=tuple(node.chunks),
-                stored_bytes=None,
+                stored_bytes=int(node.nbytes_stored()),  # a listing, no chunk is read
             )
             for name, node in group.members(max_depth=None)
             if isinstance(node, zarr.Array)

@@ -31,13 +31,18 @@ def verify(
     """Check output folders (by their manifest) or single stores; returns one line per problem."""
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
+    import zarr
+
     problems: list[str] = []
-    for raw in paths:
-        path = os.path.abspath(os.fspath(raw))
-        if os.path.isdir(path) and os.path.isfile(manifest_path(path)):
-            problems.extend(verify_output(path, sources))
-        else:
-            problems.extend(verify_store(path, sources))
+    # One decode thread: zarr's pool left peak memory growing with the array (37 -> 65 MiB
+    # for 32 -> 256 MB arrays); with one thread it stays flat (25 -> 29 MiB).
+    with zarr.config.set({"threading.max_workers": 1}):
+        for raw in paths:
+            path = os.path.abspath(os.fspath(raw))
+            if os.path.isdir(path) and os.path.isfile(manifest_path(path)):
+                problems.extend(verify_output(path, sources))
+            else:
+                problems.extend(verify_store(path, sources))
     return problems
 
 

@@ -377,3 +377,90 @@ def test_cli_prints_one_line_per_hostile_archive_and_no_traceback(tmp_path):
     assert len(failed) == len(builders), proc.stderr
     assert f"1 converted, 0 skipped, {len(builders)} failed" in proc.stderr
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["good.zarr", "manifest.json"]
+
+
+# --- Property: any corruption of a valid archive ends in verified success or a clean error ---
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_ORIGINAL = {"a.bin": float_rows(700, seed=11), "sub/b.bin": float_rows(300, seed=12)}
+_METHODS = [zipfile.ZIP_DEFLATED, zipfile.ZIP_STORED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA]
+_VALID: dict[int, bytes] = {}
+
+
+def _valid_archive(method: int, tmp: Path) -> bytes:
+    if method not in _VALID:
+        _VALID[method] = make_zip(tmp / f"valid_{method}.zip", _ORIGINAL, method).read_bytes()
+    return _VALID[method]
+
+
+@st.composite
+def corruptions(draw):  # type: ignore[no-untyped-def]
+    method = draw(st.sampled_from(_METHODS))
+    kind = draw(st.sampled_from(["flip", "flip_headers", "truncate", "splice"]))
+    return method, kind, draw(st.randoms(use_true_random=False))
+
+
+def _corrupt(blob: bytes, kind: str, rnd: random.Random) -> bytes:
+    data = bytearray(blob)
+    if kind == "truncate":
+        return bytes(data[: rnd.randrange(len(data))])
+    if kind == "splice":  # drop or duplicate a run of bytes: offsets all shift
+        start = rnd.randrange(len(data))
+        length = rnd.randrange(1, 200)
+        if rnd.random() < 0.5:
+            return bytes(data[:start] + data[start + length :])
+        return bytes(data[:start] + data[start : start + length] + data[start:])
+    # Headers (the first and the last couple of hundred bytes) hold sizes, offsets, CRCs and
+    # names, where a single flipped byte does the most interesting damage.
+    head = kind == "flip_headers"
+    for _ in range(rnd.randrange(1, 6)):
+        if head:
+            pos = rnd.choice(
+                [rnd.randrange(min(80, len(data))), len(data) - 1 - rnd.randrange(250)]
+            )
+        else:
+            pos = rnd.randrange(len(data))
+        data[pos] = rnd.randrange(256)
+    return bytes(data)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+@settings(
+    max_examples=300,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(corruption=corruptions())
+def test_corrupted_archive_ends_in_verified_data_or_a_clean_error(tmp_path, corruption):
+    import shutil
+    import tempfile
+
+    method, kind, rnd = corruption
+    blob = _corrupt(_valid_archive(method, tmp_path), kind, rnd)
+    work = Path(tempfile.mkdtemp(dir=tmp_path))
+    try:
+        (work / "in").mkdir()
+        (work / "in" / "x.zip").write_bytes(blob)
+        out = work / "out"
+        report = zconvert.convert(work / "in", out, executor="serial")
+        (result,) = report.results
+        if result.status == "converted":
+            assert zconvert.verify(out, sources=True) == []
+            for record in result.arrays:
+                if record.member in _ORIGINAL:  # a corrupted name is another member
+                    got = zconvert.open(result.store, record.name)[...]
+                    np.testing.assert_array_equal(got, _ORIGINAL[record.member])
+        else:
+            assert result.status == "failed"
+            assert result.error and "\n" not in result.error and result.traceback is None
+            # Only archive-wide failures go without a member: everything else names it.
+            assert result.member is not None or result.error.startswith(
+                ("not a readable ZIP archive", "archive holds no data members")
+            ), result.error
+            assert sorted(p.name for p in out.iterdir()) == ["manifest.json"]
+        assert sorted(p.name for p in work.iterdir()) == ["in", "out"]  # nothing outside OUT
+    finally:
+        shutil.rmtree(work)

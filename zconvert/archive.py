@@ -185,14 +185,25 @@ class MemberReader:
         self._fileobj = fileobj
         self._raw: Any = None
         self._zip_stream: Any = None
-        if member.method == zipfile.ZIP_DEFLATED:
-            fileobj.seek(self._data_offset())
-            self._remaining_in = member.compress_size
-            self._pending: Any = b""
-            self._raw = raw_decompressobj()
-        else:
-            # zipfile checks its own CRC too; ours runs anyway so both paths report alike.
-            self._zip_stream = zf.open(member.info)
+        if member.header_offset < 0:
+            raise ArchiveError(
+                archive, member.name, "its offset points before the archive's start (corrupt)"
+            )
+        try:
+            if member.method == zipfile.ZIP_DEFLATED:
+                fileobj.seek(self._data_offset())
+                self._remaining_in = member.compress_size
+                self._pending: Any = b""
+                self._raw = raw_decompressobj()
+            else:
+                # zipfile checks its own CRC too; ours runs anyway so both paths report alike.
+                self._zip_stream = zf.open(member.info)
+        except ArchiveError:
+            raise
+        except Exception as exc:  # BadZipFile, NotImplementedError, EINVAL on a bad offset...
+            raise ArchiveError(
+                archive, member.name, f"cannot read the member ({_brief(exc)})"
+            ) from None
 
     def _data_offset(self) -> int:
         self._fileobj.seek(self.member.header_offset)
@@ -209,7 +220,14 @@ class MemberReader:
 
     def readinto(self, out: memoryview) -> int:
         """Fill `out` as far as the member allows; returns the byte count (short only at the end)."""
-        n = self._read_raw(out) if self._raw is not None else self._read_zipfile(out)
+        try:
+            n = self._read_raw(out) if self._raw is not None else self._read_zipfile(out)
+        except ArchiveError:
+            raise
+        except Exception as exc:  # lzma/bz2 errors, EOFError, OSError: corrupt member, not a bug
+            raise ArchiveError(
+                self.archive, self.member.name, f"corrupt member data ({_brief(exc)})"
+            ) from None
         if n:
             self.crc = crc32(out[:n], self.crc)
             self.produced += n
@@ -257,18 +275,16 @@ class MemberReader:
             raise ArchiveError(self.archive, self.member.name, str(exc)) from None
         except (EOFError, OSError, ValueError) as exc:
             raise ArchiveError(
-                self.archive, self.member.name, f"corrupt member data ({exc})"
+                self.archive, self.member.name, f"corrupt member data ({_brief(exc)})"
             ) from None
         return filled
 
     def verify_end(self) -> None:
         """After the last read: the inflated size and CRC32 must match the central directory."""
-        if self._raw is not None:
-            extra = bytearray(1)
-            if self.produced == self.member.file_size and self._read_raw(memoryview(extra)):
-                self.produced += 1
-        elif self.produced == self.member.file_size and self._zip_stream.read(1):
-            self.produced += 1
+        if self.produced == self.member.file_size:
+            # One byte more must not exist; readinto counts it in `produced` if it does, and
+            # turns a corrupt tail into an ArchiveError like any other read.
+            self.readinto(memoryview(bytearray(1)))
         if self.produced != self.member.file_size:
             raise ArchiveError(
                 self.archive,
@@ -289,6 +305,13 @@ class MemberReader:
             self._zip_stream.close()
 
 
+def _brief(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    if isinstance(exc, zipfile.BadZipFile) and text:
+        return text
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 def open_archive(archive: str) -> tuple[BinaryIO, zipfile.ZipFile]:
     """Open an archive for streaming; not-a-ZIP and unreadable directories become ArchiveError."""
     try:
@@ -300,9 +323,9 @@ def open_archive(archive: str) -> tuple[BinaryIO, zipfile.ZipFile]:
     except zipfile.BadZipFile as exc:
         fileobj.close()
         raise ArchiveError(archive, None, f"not a readable ZIP archive ({exc})") from None
-    except (OSError, EOFError, ValueError) as exc:
+    except (OSError, EOFError, ValueError, NotImplementedError) as exc:
         fileobj.close()
-        raise ArchiveError(archive, None, f"not a readable ZIP archive ({exc})") from None
+        raise ArchiveError(archive, None, f"not a readable ZIP archive ({_brief(exc)})") from None
     return fileobj, zf
 
 

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import zconvert
 
@@ -380,9 +382,6 @@ def test_cli_prints_one_line_per_hostile_archive_and_no_traceback(tmp_path):
 
 
 # --- Property: any corruption of a valid archive ends in verified success or a clean error ---
-
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
 
 _ORIGINAL = {"a.bin": float_rows(700, seed=11), "sub/b.bin": float_rows(300, seed=12)}
 _METHODS = [zipfile.ZIP_DEFLATED, zipfile.ZIP_STORED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA]

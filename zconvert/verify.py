@@ -90,6 +90,13 @@ def verify_store(
             problems.append(
                 f"{store}: {record.name}: shape {got.shape} but the manifest records {record.shape}"
             )
+    if expected is not None:
+        listed = {r.name for r in expected}
+        problems.extend(
+            f"{store}: {a.name}: in the store but not in the manifest"
+            for a in arrays
+            if a.name not in listed
+        )
     for array in arrays:
         problem = _check_array(store, array)
         if problem:

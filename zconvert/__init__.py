@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from .errors import ArchiveError, ConfigError, StoreError, ZconvertError
     from .readers import StoreRef, array_names, open, open_memmap, refs
     from .run import Report, convert
+    from .verify import verify
 
 _LAZY = {
     "convert": "zconvert.run",
@@ -29,6 +30,7 @@ _LAZY = {
     "ConfigError": "zconvert.errors",
     "ArchiveError": "zconvert.errors",
     "StoreError": "zconvert.errors",
+    "verify": "zconvert.verify",
 }
 
 __all__ = [
@@ -45,6 +47,7 @@ __all__ = [
     "open_all",
     "open_memmap",
     "refs",
+    "verify",
 ]
 
 

@@ -19,6 +19,7 @@ from .inflate import crc32, raw_decompressobj
 _LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")
 _LOCAL_SIGNATURE = b"PK\x03\x04"
 _INPUT_PIECE = 1 << 20
+RATIO_CHECK_MIN_BYTES = 256 << 20  # max_ratio applies to members declaring more than this
 _SUPPORTED_METHODS = {
     zipfile.ZIP_STORED: "stored",
     zipfile.ZIP_DEFLATED: "deflate",
@@ -101,7 +102,41 @@ def list_members(archive: str, zf: zipfile.ZipFile) -> list[Member]:
         )
     if not members:
         raise ArchiveError(archive, None, "archive holds no data members")
+    _check_nesting(archive, members)
+    _check_no_overlap(archive, zf)
     return members
+
+
+def _check_nesting(archive: str, members: list[Member]) -> None:
+    """'a.bin' and 'a/b.bin' would need 'a' to be an array and a group at once."""
+    names = {m.array_name.casefold(): m.name for m in members}
+    for m in members:
+        parts = m.array_name.casefold().split("/")
+        for i in range(1, len(parts)):
+            other = names.get("/".join(parts[:i]))
+            if other is not None:
+                raise ArchiveError(
+                    archive,
+                    m.name,
+                    f"member needs {other!r} to be a folder, but it is a member; rename one",
+                )
+
+
+def _check_no_overlap(archive: str, zf: zipfile.ZipFile) -> None:
+    """Members whose data overlap are how small archives inflate to huge outputs (overlapping
+    zip bombs); no archive a zip tool writes has them. Python 3.11's zipfile does not check."""
+    infos = sorted(zf.infolist(), key=lambda i: i.header_offset)
+    end_of_data = getattr(zf, "start_dir", None)
+    for info, nxt in zip(infos, [*infos[1:], None], strict=True):
+        limit = nxt.header_offset if nxt is not None else end_of_data
+        # 30 bytes of local header at least; name and extra lengths only make the end later.
+        if limit is not None and info.header_offset + 30 + info.compress_size > limit:
+            raise ArchiveError(
+                archive,
+                info.filename,
+                "member data overlaps the next member or the central directory "
+                "(a zip bomb, or a corrupt archive); re-create the archive",
+            )
 
 
 def check_member(archive: str, member: Member, max_ratio: float, max_member_bytes: int) -> None:
@@ -122,7 +157,12 @@ def check_member(archive: str, member: Member, max_ratio: float, max_member_byte
             f"inflates to {member.file_size} bytes, over max_member_bytes={max_member_bytes}; "
             "raise the limit if this is expected",
         )
-    if member.compress_size and member.file_size / member.compress_size > max_ratio:
+    # Small members are exempt: an all-zero member deflates about 1030:1, and bounded output
+    # is harmless; the streaming size check stops a member that inflates past its declared size.
+    if (
+        member.file_size > RATIO_CHECK_MIN_BYTES
+        and member.file_size / max(member.compress_size, 1) > max_ratio
+    ):
         raise ArchiveError(
             archive,
             member.name,
@@ -144,14 +184,25 @@ class MemberReader:
         self._fileobj = fileobj
         self._raw: Any = None
         self._zip_stream: Any = None
-        if member.method == zipfile.ZIP_DEFLATED:
-            fileobj.seek(self._data_offset())
-            self._remaining_in = member.compress_size
-            self._pending: Any = b""
-            self._raw = raw_decompressobj()
-        else:
-            # zipfile checks its own CRC too; ours runs anyway so both paths report alike.
-            self._zip_stream = zf.open(member.info)
+        if member.header_offset < 0:
+            raise ArchiveError(
+                archive, member.name, "its offset points before the archive's start (corrupt)"
+            )
+        try:
+            if member.method == zipfile.ZIP_DEFLATED:
+                fileobj.seek(self._data_offset())
+                self._remaining_in = member.compress_size
+                self._pending: Any = b""
+                self._raw = raw_decompressobj()
+            else:
+                # zipfile checks its own CRC too; ours runs anyway so both paths report alike.
+                self._zip_stream = zf.open(member.info)
+        except ArchiveError:
+            raise
+        except Exception as exc:  # BadZipFile, NotImplementedError, EINVAL on a bad offset...
+            raise ArchiveError(
+                archive, member.name, f"cannot read the member ({_brief(exc)})"
+            ) from None
 
     def _data_offset(self) -> int:
         self._fileobj.seek(self.member.header_offset)
@@ -168,7 +219,14 @@ class MemberReader:
 
     def readinto(self, out: memoryview) -> int:
         """Fill `out` as far as the member allows; returns the byte count (short only at the end)."""
-        n = self._read_raw(out) if self._raw is not None else self._read_zipfile(out)
+        try:
+            n = self._read_raw(out) if self._raw is not None else self._read_zipfile(out)
+        except ArchiveError:
+            raise
+        except Exception as exc:  # lzma/bz2 errors, EOFError, OSError: corrupt member, not a bug
+            raise ArchiveError(
+                self.archive, self.member.name, f"corrupt member data ({_brief(exc)})"
+            ) from None
         if n:
             self.crc = crc32(out[:n], self.crc)
             self.produced += n
@@ -216,18 +274,16 @@ class MemberReader:
             raise ArchiveError(self.archive, self.member.name, str(exc)) from None
         except (EOFError, OSError, ValueError) as exc:
             raise ArchiveError(
-                self.archive, self.member.name, f"corrupt member data ({exc})"
+                self.archive, self.member.name, f"corrupt member data ({_brief(exc)})"
             ) from None
         return filled
 
     def verify_end(self) -> None:
         """After the last read: the inflated size and CRC32 must match the central directory."""
-        if self._raw is not None:
-            extra = bytearray(1)
-            if self.produced == self.member.file_size and self._read_raw(memoryview(extra)):
-                self.produced += 1
-        elif self.produced == self.member.file_size and self._zip_stream.read(1):
-            self.produced += 1
+        if self.produced == self.member.file_size:
+            # One byte more must not exist; readinto counts it in `produced` if it does, and
+            # turns a corrupt tail into an ArchiveError like any other read.
+            self.readinto(memoryview(bytearray(1)))
         if self.produced != self.member.file_size:
             raise ArchiveError(
                 self.archive,
@@ -248,6 +304,13 @@ class MemberReader:
             self._zip_stream.close()
 
 
+def _brief(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    if isinstance(exc, zipfile.BadZipFile) and text:
+        return text
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 def open_archive(archive: str) -> tuple[BinaryIO, zipfile.ZipFile]:
     """Open an archive for streaming; not-a-ZIP and unreadable directories become ArchiveError."""
     try:
@@ -259,7 +322,7 @@ def open_archive(archive: str) -> tuple[BinaryIO, zipfile.ZipFile]:
     except zipfile.BadZipFile as exc:
         fileobj.close()
         raise ArchiveError(archive, None, f"not a readable ZIP archive ({exc})") from None
-    except (OSError, EOFError, ValueError) as exc:
+    except (OSError, EOFError, ValueError, NotImplementedError) as exc:
         fileobj.close()
-        raise ArchiveError(archive, None, f"not a readable ZIP archive ({exc})") from None
+        raise ArchiveError(archive, None, f"not a readable ZIP archive ({_brief(exc)})") from None
     return fileobj, zf

@@ -1,7 +1,8 @@
 """The `zconvert` command: argument parsing and printing only; the work happens elsewhere.
 
-Exit status: 0 all converted, 1 any archive failed (or was refused by a dry run), 2 usage or
-config error, 130 interrupted.
+Exit status: 0 all converted (or verified), 1 any archive failed (or was refused by a dry
+run, or any verify problem), 2 usage or config error, or OUT locked by another run,
+130 interrupted.
 """
 
 from __future__ import annotations
@@ -65,6 +66,15 @@ examples:
   zconvert inspect out/archive_00.h5 --json
 
 exit status: 0 ok, 1 the path is not a store or output folder.
+"""
+
+VERIFY_EXAMPLES = """\
+examples:
+  zconvert verify out/                     # every store the manifest lists, every array's CRC32
+  zconvert verify out/archive_00.zarr      # one store
+  zconvert verify out/ --sources           # also re-read the archives and compare
+
+exit status: 0 all verified, 1 any problem (one line each on stdout).
 """
 
 CONFIG_EXAMPLES = f"""\
@@ -202,6 +212,21 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--example", action="store_true", help="print an annotated run file")
     what.add_argument("--check", metavar="FILE", help="validate a run file")
     what.add_argument("--markdown", action="store_true", help=f"print {CONFIG_DOC}")
+
+    verify = sub.add_parser(
+        "verify",
+        parents=[common],
+        help="re-read stores and check every array's CRC32 and size",
+        description="Re-read every array of each store (or of every store an output folder's "
+        "manifest lists) and check its CRC32 and size against the source archive's record. "
+        "Prints one line per problem; exit status 1 if there is any.",
+        epilog=VERIFY_EXAMPLES,
+        formatter_class=raw,
+    )
+    verify.add_argument("paths", nargs="+", metavar="OUT|STORE", help="output folders or stores")
+    verify.add_argument(
+        "--sources", action="store_true", help="also re-read the source archives and check them"
+    )
     return parser
 
 
@@ -286,6 +311,19 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     return EXIT_OK if report.ok else EXIT_FAILED
 
 
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from .verify import verify
+
+    problems = verify(args.paths, sources=args.sources)
+    for line in problems:
+        print(line, flush=True)
+    print(
+        f"zconvert: verify: {len(problems)} problem{'s' if len(problems) != 1 else ''}",
+        file=sys.stderr,
+    )
+    return EXIT_FAILED if problems else EXIT_OK
+
+
 def _cmd_inspect(args: argparse.Namespace) -> int:
     from .inspect import inspect_path, inspect_store, output_lines, store_lines
 
@@ -330,6 +368,7 @@ COMMANDS = {
     "plan": _cmd_plan,
     "inspect": _cmd_inspect,
     "config": _cmd_config,
+    "verify": _cmd_verify,
 }
 
 

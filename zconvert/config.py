@@ -37,7 +37,10 @@ KEYS: dict[str, tuple[Any, str]] = {
         "| serial (in-process, for debugging)",
     ),
     "slab_bytes": (8 << 20, "bytes inflated and written at a time per worker (whole chunks)"),
-    "max_ratio": (1000.0, "refuse members whose inflated/deflated size ratio is higher"),
+    "max_ratio": (
+        1000.0,
+        "refuse members over 256 MiB whose inflated/deflated size ratio is higher (zip bombs)",
+    ),
     "max_member_bytes": (1 << 40, "refuse members larger than this when inflated"),
     "overwrite": (False, "redo every store even if it is complete and up to date"),
     "durable": (
@@ -176,8 +179,43 @@ class RunConfig:
                 "add --codec none",
                 source,
             )
+        _check_layout(options, source)
         rest = {k: v for k, v in clean.items() if k not in option_names}
         return cls(options=options, **rest)
+
+
+MAX_CHUNK_BYTES = (1 << 31) - 1  # Blosc's limit per chunk; HDF5's is 4 GiB
+
+
+def _check_layout(options: ConvertOptions, source: str | None) -> None:
+    """Values that are each valid but impossible together: refused before any work."""
+    import math
+
+    import numpy as np
+
+    row_bytes = np.dtype(options.dtype).itemsize * math.prod(options.shape[1:])
+    if row_bytes > options.max_member_bytes:
+        raise ConfigError(
+            "shape",
+            f"one row of {list(options.shape)} x {options.dtype} is {row_bytes} bytes, over "
+            f"max_member_bytes={options.max_member_bytes}: no member can hold it",
+            source,
+        )
+    if options.shape[0] != -1 and options.shape[0] * row_bytes > options.max_member_bytes:
+        raise ConfigError(
+            "shape",
+            f"{list(options.shape)} x {options.dtype} is {options.shape[0] * row_bytes} bytes, "
+            f"over max_member_bytes={options.max_member_bytes}",
+            source,
+        )
+    chunk_rows = options.chunk_rows or 1  # the default is at least one row
+    if chunk_rows * row_bytes > MAX_CHUNK_BYTES:
+        raise ConfigError(
+            "chunk_rows" if options.chunk_rows else "shape",
+            f"{chunk_rows} rows of {row_bytes} bytes make chunks of "
+            f"{chunk_rows * row_bytes} bytes, over the 2 GiB a chunk may hold",
+            source,
+        )
 
 
 def _validated(values: Mapping[str, Any], source: str | None) -> dict[str, Any]:

@@ -36,13 +36,10 @@ class PlannedTask:
 
 
 def _skip_reason(task: Task) -> str | None:
-    """Why this task's store need not be rebuilt, or None to convert it.
+    """Why this task's store need not be rebuilt (it is complete and up to date), or None."""
+    from .resume import store_is_current
 
-    Today every task is converted, so this returns None. When resume lands (issue 4), the
-    body becomes `return zconvert.resume.store_is_current(task)` and the dry run reports
-    'skip' with that reason; nothing else changes (--overwrite is handled by the caller).
-    """
-    return None
+    return "complete and up to date" if store_is_current(task) is None else None
 
 
 def preflight(task: Task) -> PlannedTask:

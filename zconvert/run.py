@@ -11,8 +11,10 @@ from .config import RunConfig, build_config
 from .executors import get_executor
 from .inflate import backend_summary
 from .manifest import write_manifest
+from .outdir import lock_output, remove_leftovers
 from .plan import plan_tasks
 from .records import Result, Task
+from .resume import convert_unless_current
 from .worker import convert_task
 
 
@@ -101,17 +103,22 @@ def run(
     out = os.path.abspath(os.path.expanduser(config.output))
     os.makedirs(out, exist_ok=True)
     executor = get_executor(_engine_for(config, tasks), workers=config.workers)
+    # Without --overwrite, workers skip stores that are complete and up to date (resume.py).
+    convert_fn = convert_task if config.overwrite else convert_unless_current
     by_relpath: dict[str, Result] = {}
-    for result in executor.map(convert_task, tasks):
-        by_relpath[result.relpath] = result
-        if on_result is not None:
-            on_result(result)
-    results = [by_relpath[t.relpath] for t in tasks]
-    manifest = write_manifest(out, results, config.options)
-    if config.options.format == "hdf5":
-        from .combine import write_virtual_dataset
+    with lock_output(out):  # one run per OUT; a second one refuses instead of racing
+        remove_leftovers(out)  # temporaries of a crashed run; none of ours exist yet
+        for result in executor.map(convert_fn, tasks):
+            by_relpath[result.relpath] = result
+            if on_result is not None:
+                on_result(result)
+        remove_leftovers(out)  # those of workers that died (kill -9, OOM) during this run
+        results = [by_relpath[t.relpath] for t in tasks]
+        manifest = write_manifest(out, results, config.options)
+        if config.options.format == "hdf5":
+            from .combine import write_virtual_dataset
 
-        write_virtual_dataset(out)  # OUT/all.h5: the whole run as one HDF5 dataset
+            write_virtual_dataset(out)  # OUT/all.h5: the whole run as one HDF5 dataset
     return Report(
         output=out,
         results=results,

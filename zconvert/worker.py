@@ -20,6 +20,7 @@ from ._version import __version__
 from .archive import Member, MemberReader, check_member, list_members, open_archive
 from .errors import ArchiveError
 from .records import ArrayRecord, ConvertOptions, Result, Task
+from .resume import OPTIONS_ATTR, options_fingerprint
 from .sinks import ArraySpec, open_sink
 from .slabs import SlabPipeline
 
@@ -109,6 +110,7 @@ def _convert(task: Task) -> tuple[list[ArrayRecord], int, int]:
                 "source_archive": task.archive,
                 "source_size": stat.st_size,
                 "source_mtime_ns": stat.st_mtime_ns,
+                OPTIONS_ATTR: options_fingerprint(options),  # what resume compares
             },
         )
         try:
@@ -265,7 +267,13 @@ def _describe(exc: BaseException) -> str:
     import errno
 
     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
-        return f"disk full or file too large while writing the store ({exc.strerror}); free space or raise the limit"
+        # os.strerror, not exc.strerror: HDF5's is a multi-line dump of its write call.
+        return f"disk full or file too large while writing the store ({os.strerror(exc.errno)}); free space or raise the limit"
     if isinstance(exc, OSError) and exc.strerror:
-        return f"{exc.strerror}" + (f": {exc.filename}" if exc.filename else "")
-    return f"{type(exc).__name__}: {exc}"
+        return _one_line(f"{exc.strerror}" + (f": {exc.filename}" if exc.filename else ""))
+    return _one_line(f"{type(exc).__name__}: {exc}")
+
+
+def _one_line(text: str) -> str:
+    """Errors are printed one per line; library messages sometimes span several."""
+    return " ".join(text.split())

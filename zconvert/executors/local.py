@@ -2,6 +2,12 @@
 
 Only Task and Result records cross the process boundary. forkserver (not fork) so that a
 parent holding threads, locks or open HDF5 files never leaks them into workers.
+
+A worker that dies (kill -9, out of memory) breaks the whole pool and fails every unfinished
+future, so the pool alone cannot say whose fault it was. Each task therefore marks a shared
+byte when it starts and when it ends: after a break, tasks that had not started go back to a
+fresh shared pool, and the few that were running are retried once each in a pool of their own,
+where a second death can only be theirs.
 """
 
 from __future__ import annotations
@@ -11,9 +17,13 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from typing import Any
 
 from ..records import Result, Task
 from . import crashed_result
+
+_NOT_STARTED, _RUNNING, _RETURNED = 0, 1, 2
+_states: Any = None  # in a worker: the shared byte array of its pool
 
 
 def _context() -> multiprocessing.context.BaseContext:
@@ -25,51 +35,103 @@ def _context() -> multiprocessing.context.BaseContext:
     return multiprocessing.get_context("spawn")
 
 
+def _init_worker(states: Any) -> None:
+    global _states
+    _states = states
+    from ..worker import init_process
+
+    init_process()
+
+
+def _run_marked(fn: Callable[[Task], Result], index: int, task: Task) -> Result:
+    _states[index] = _RUNNING
+    result = fn(task)
+    _states[index] = _RETURNED
+    return result
+
+
 class LocalExecutor:
     def __init__(self, workers: int | None = None, **_: object) -> None:
         self.workers = workers or os.cpu_count() or 1
 
     def map(self, fn: Callable[[Task], Result], tasks: Sequence[Task]) -> Iterator[Result]:
-        if not tasks:
-            return
-        from ..worker import init_process
-
         pending = list(tasks)
-        retried: set[int] = set()
         while pending:
-            # A worker that dies breaks the whole pool: its unfinished tasks go to a fresh pool,
-            # each retried once, so one crash fails at most the archive that caused it.
-            pending = yield from self._run_pool(fn, pending, retried, init_process)
+            suspects, pending = yield from self._run_shared(fn, pending)
+            if suspects:
+                yield from self._run_alone(fn, suspects)
 
-    def _run_pool(self, fn, tasks, retried, initializer) -> Iterator[Result]:  # type: ignore[no-untyped-def]
-        leftovers: list[Task] = []
-        pool = ProcessPoolExecutor(
-            max_workers=min(self.workers, len(tasks)),
+    def _pool(self, workers: int, states: Any) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(
+            max_workers=workers,
             mp_context=_context(),
-            initializer=initializer,
+            initializer=_init_worker,
+            initargs=(states,),
         )
+
+    def _run_shared(
+        self, fn: Callable[[Task], Result], tasks: list[Task]
+    ) -> Iterator[Result]:  # returns (suspects, not started) via StopIteration
+        ctx = _context()
+        states = ctx.Array("b", len(tasks), lock=False)
+        pool = self._pool(min(self.workers, len(tasks)), states)
+        broken: list[int] = []
         try:
-            futures: dict[Future[Result], Task] = {pool.submit(fn, t): t for t in tasks}
+            futures: dict[Future[Result], int] = {}
+            for i, task in enumerate(tasks):
+                try:
+                    futures[pool.submit(_run_marked, fn, i, task)] = i
+                except BrokenProcessPool:
+                    broken.extend(range(i, len(tasks)))
+                    break
             not_done = set(futures)
             while not_done:
                 done, not_done = wait(not_done, return_when=FIRST_COMPLETED)
                 for future in done:
-                    task = futures[future]
+                    i = futures[future]
                     try:
                         yield future.result()
                     except BrokenProcessPool:
-                        key = id(task)
-                        if key in retried:
-                            yield crashed_result(
-                                task,
-                                "worker process died twice converting this archive "
-                                "(killed, or out of memory)",
-                            )
-                        else:
-                            retried.add(key)
-                            leftovers.append(task)
-                    except Exception as exc:
-                        yield crashed_result(task, f"{type(exc).__name__}: {exc}")
+                        broken.append(i)
+                    except Exception as exc:  # the task could not be sent or run at all
+                        yield crashed_result(tasks[i], f"{type(exc).__name__}: {exc}")
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
-        return leftovers
+        suspects = [tasks[i] for i in sorted(broken) if states[i] == _RUNNING]
+        rest = [tasks[i] for i in sorted(broken) if states[i] != _RUNNING]
+        if broken and not suspects:
+            # Died before any task was marked (e.g. at start-up): isolate them all, so the
+            # loop always makes progress.
+            suspects, rest = rest, []
+        return suspects, rest
+
+    def _run_alone(self, fn: Callable[[Task], Result], tasks: list[Task]) -> Iterator[Result]:
+        """Each task in a fresh one-process pool, a few at a time: a death is its own."""
+        queue = list(tasks)
+        running: dict[Future[Result], tuple[Task, ProcessPoolExecutor]] = {}
+        try:
+            while queue or running:
+                while queue and len(running) < self.workers:
+                    task = queue.pop(0)
+                    ctx = _context()
+                    pool = self._pool(1, ctx.Array("b", 1, lock=False))
+                    running[pool.submit(_run_marked, fn, 0, task)] = (task, pool)
+                done, _ = wait(set(running), return_when=FIRST_COMPLETED)
+                for future in done:
+                    task, pool = running.pop(future)
+                    try:
+                        yield future.result()
+                    except BrokenProcessPool:
+                        yield crashed_result(
+                            task,
+                            "the worker process died converting this archive, and again when "
+                            "retried alone (killed, or out of memory); check its size against "
+                            "the memory available, or convert it by itself",
+                        )
+                    except Exception as exc:
+                        yield crashed_result(task, f"{type(exc).__name__}: {exc}")
+                    finally:
+                        pool.shutdown(wait=True)
+        finally:
+            for _task, pool in running.values():
+                pool.shutdown(wait=True, cancel_futures=True)

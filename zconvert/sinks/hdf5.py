@@ -75,5 +75,7 @@ class HDF5Sink:
         try:
             if self.file.id.valid:
                 self.file.close()
+        except Exception:  # e.g. the disk is still full: the original error is the one to report
+            pass
         finally:
             remove_path(self.temp_path)

@@ -188,7 +188,9 @@ class ZarrSink:
             row += take // row_bytes
 
     def finish_array(self, handle: _ZarrArray) -> int | None:
-        return handle.stored_bytes
+        """Chunk bytes plus the array's metadata documents: what zarr's nbytes_stored() says."""
+        paths = (os.path.join(handle.path, n) for n in ("zarr.json", ".zarray", ".zattrs"))
+        return handle.stored_bytes + sum(os.path.getsize(p) for p in paths if os.path.exists(p))
 
     def commit(self) -> None:
         publish(self.temp_path, self.final_path, self.durable)

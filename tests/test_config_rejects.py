@@ -1,0 +1,91 @@
+"""Bad run files are refused before any work, naming the key and the file."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import zconvert
+from zconvert.config import build_config
+from zconvert.errors import ConfigError
+
+
+def _yaml(tmp_path: Path, body: str) -> Path:
+    path = tmp_path / "run.yaml"
+    path.write_text(f"inputs: [{tmp_path / 'in'}]\noutput: {tmp_path / 'out'}\n{body}\n")
+    (tmp_path / "in").mkdir(exist_ok=True)
+    return path
+
+
+BAD = [
+    ("colour: blue", "colour", "unknown key"),
+    ("workers: two", "workers", "not a whole number"),
+    ("workers: 0", "workers", "positive"),
+    ("chunk_rows: -5", "chunk_rows", "positive"),
+    ("chunk_rows: 1.5", "chunk_rows", "not a whole number"),
+    ("overwrite: 'yes'", "overwrite", "true or false"),
+    ("max_ratio: big", "max_ratio", "not a number"),
+    ("max_ratio: 0.5", "max_ratio", "greater than 1"),
+    ("slab_bytes: -1", "slab_bytes", "positive"),
+    ("dtype: float128x", "dtype", "not a numpy dtype"),
+    ("dtype: U8", "dtype", "numeric"),
+    ("format: parquet", "format", "not one of"),
+    ("codec: lz77", "codec", "not one of"),
+    ("shape: [-1, 0]", "shape", "impossible"),
+    ("shape: [4, -1]", "shape", "impossible"),
+    ("shape: a,b", "shape", "not a list of integers"),
+    ("shape: [-1, 4.5]", "shape", "integers only"),
+    # each value valid, the combination impossible:
+    ("shape: [-1, 1099511627776]\ndtype: <f8", "shape", "no member can hold it"),
+    ("shape: [1000000, 4]\nmax_member_bytes: 1000", "shape", "over max_member_bytes"),
+    ("chunk_rows: 1000000000\nshape: [-1, 4]", "chunk_rows", "over the 2 GiB a chunk may hold"),
+    ("shape: [-1, 1000000000]", "shape", "over the 2 GiB a chunk may hold"),
+]
+
+
+@pytest.mark.parametrize(("body", "key", "words"), BAD, ids=[b[0] for b in BAD])
+def test_bad_value_names_key_and_file(tmp_path, body, key, words):
+    path = _yaml(tmp_path, body)
+    with pytest.raises(ConfigError) as info:
+        build_config(path)
+    assert info.value.key == key and info.value.source == str(path)
+    assert words in str(info.value) and str(info.value).startswith(f"{path}: {key}: ")
+
+
+def test_cli_refuses_before_any_work_with_exit_2(tmp_path):
+    path = _yaml(tmp_path, "chunk_rows: -5")
+    proc = subprocess.run(
+        [sys.executable, "-m", "zconvert", "convert", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        f"zconvert: error: {path}: chunk_rows: -5 must be a positive whole number"
+    )
+    assert not (tmp_path / "out").exists()
+
+
+def test_yaml_is_read_with_the_safe_loader(tmp_path):
+    marker = tmp_path / "pwned"
+    path = _yaml(tmp_path, f'workers: !!python/object/apply:os.system ["touch {marker}"]')
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        build_config(path)
+    assert not marker.exists()
+
+
+def test_top_level_must_be_a_mapping(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("- a\n- b\n")
+    with pytest.raises(ConfigError, match="top level must be a mapping"):
+        build_config(path)
+
+
+def test_flags_are_validated_like_the_file(tmp_path):
+    with pytest.raises(ConfigError, match="chunk_rows"):
+        zconvert.convert(tmp_path, tmp_path / "out", chunk_rows=0)
+    assert not (tmp_path / "out").exists()

@@ -1,0 +1,94 @@
+"""The output folder of a run: one run at a time (a lock file), and no leftovers of a crash.
+
+The lock is an `fcntl.flock` on OUT/.zconvert.lock: the kernel releases it when the holding
+process dies, so a killed run never leaves OUT locked (a stale file left by a killed run is
+harmless and reused). Temporaries are hidden siblings of
+their final paths (see sinks/_atomic.py), so a crashed run's are found by name alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from collections.abc import Iterator
+
+from .errors import ConfigError
+from .sinks._atomic import TEMP_MARK, remove_path
+
+LOCK_NAME = ".zconvert.lock"
+
+
+class OutputLockedError(ConfigError):
+    """Another zconvert run holds OUT; raised before any work (exit status 2)."""
+
+
+@contextlib.contextmanager
+def lock_output(out: str) -> Iterator[None]:
+    """Hold OUT's lock for the duration; refuse at once if another live run holds it."""
+    fd = _acquire(os.path.join(out, LOCK_NAME), out)
+    try:
+        yield
+    finally:
+        # Unlink before unlocking: a run that opened this file meanwhile notices (its inode is
+        # no longer at the path) and retries on a fresh file, so removal cannot let two in.
+        try:
+            os.unlink(os.path.join(out, LOCK_NAME))
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+
+
+def _acquire(path: str, out: str) -> int:
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise OutputLockedError(
+                "output",
+                f"{out} is in use by another zconvert run (pid {holder}); wait for it to "
+                "finish or choose another output folder",
+            ) from None
+        try:
+            same = os.path.samestat(os.fstat(fd), os.stat(path))
+        except FileNotFoundError:
+            same = False
+        if same:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            return fd
+        os.close(fd)  # the holder removed it as we opened it: try again on the new file
+
+
+def is_leftover(name: str) -> bool:
+    """A temporary a sink or the manifest writer leaves behind only if its process died."""
+    return name.startswith(".") and (
+        TEMP_MARK in name or (name.startswith(".manifest.") and name.endswith(".tmp"))
+    )
+
+
+def remove_leftovers(out: str) -> list[str]:
+    """Remove every leftover temporary under OUT (call with the lock held); returns their paths.
+
+    Store folders are not descended into: temporaries are siblings of stores, never inside them,
+    and a Zarr store can hold millions of chunk files.
+    """
+    removed: list[str] = []
+    for parent, dirs, files in os.walk(out):
+        for name in [*dirs, *files]:
+            if is_leftover(name):
+                path = os.path.join(parent, name)
+                remove_path(path)
+                removed.append(path)
+        dirs[:] = [
+            d
+            for d in dirs
+            if not is_leftover(d)
+            and not d.endswith(".zarr")
+            and not os.path.exists(os.path.join(parent, d, "zarr.json"))
+            and not os.path.exists(os.path.join(parent, d, ".zgroup"))
+        ]
+    return removed

@@ -1,0 +1,189 @@
+"""Resume: is a store at its final path complete and up to date for its task?
+
+A store is current when its source archive has the size and mtime the store records, the
+archive's central directory lists the same members with the same CRC32s and sizes, and it was
+written with the same format, dtype, shape, chunking and codec. Only metadata is read (the
+store's attributes and the archive's central directory), never array data, so the check is
+cheap enough for a dry run or the parent process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .archive import list_members
+from .errors import ArchiveError
+from .records import ArrayRecord, ConvertOptions, Result, Task
+
+OPTIONS_ATTR = "zconvert_options"
+
+
+def options_fingerprint(options: ConvertOptions) -> str:
+    """The options that shape a store's content, as a JSON string (HDF5 attrs hold no dicts)."""
+    fp: dict[str, Any] = {
+        "format": options.format,
+        "dtype": np.dtype(options.dtype).str,
+        "shape": list(options.shape),
+        "chunk_rows": options.chunk_rows,
+        "codec": options.codec,
+    }
+    if options.format == "zarr":
+        fp["zarr_format"] = options.zarr_format
+    return json.dumps(fp, sort_keys=True)
+
+
+@dataclass(frozen=True)
+class StoredArray:
+    name: str
+    attrs: dict[str, Any]
+    shape: tuple[int, ...]
+    dtype: str
+    chunks: tuple[int, ...]
+    stored_bytes: int | None
+
+
+def read_store_metadata(store: str) -> tuple[dict[str, Any], list[StoredArray]]:
+    """A store's root attributes and its arrays' metadata, without reading array data."""
+    from .readers import store_format
+
+    if store_format(store) == "zarr":
+        import zarr
+
+        group = zarr.open_group(store, mode="r")
+        arrays = [
+            StoredArray(
+                name=name,
+                attrs=dict(node.attrs),
+                shape=tuple(node.shape),
+                dtype=node.dtype.str,
+                chunks=tuple(node.chunks),
+                stored_bytes=int(node.nbytes_stored()),  # a listing, no chunk is read
+            )
+            for name, node in group.members(max_depth=None)
+            if isinstance(node, zarr.Array)
+        ]
+        return dict(group.attrs), sorted(arrays, key=lambda a: a.name)
+    import h5py
+
+    found: list[StoredArray] = []
+    with h5py.File(store, "r", locking=False) as f:
+
+        def visit(name: str, obj: Any) -> None:
+            if isinstance(obj, h5py.Dataset):
+                found.append(
+                    StoredArray(
+                        name=name,
+                        attrs={k: _plain(v) for k, v in obj.attrs.items()},
+                        shape=tuple(obj.shape),
+                        dtype=obj.dtype.str,
+                        chunks=tuple(obj.chunks or obj.shape),
+                        stored_bytes=int(obj.id.get_storage_size()),
+                    )
+                )
+
+        f.visititems(visit)
+        root = {k: _plain(v) for k, v in f.attrs.items()}
+    return root, sorted(found, key=lambda a: a.name)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, bytes):
+        return value.decode()
+    return value
+
+
+def _zarr_format_of(store: str) -> int | None:
+    if os.path.exists(os.path.join(store, "zarr.json")):
+        return 3
+    if os.path.exists(os.path.join(store, ".zgroup")):
+        return 2
+    return None
+
+
+def current_arrays(task: Task) -> tuple[str | None, list[ArrayRecord]]:
+    """(None, the store's arrays) if the store is current, else (why not, [])."""
+    store, options = task.store, task.options
+    if not os.path.lexists(store):
+        return "no store at the final path", []
+    try:
+        stat = os.stat(task.archive)
+    except OSError as exc:
+        return f"cannot stat the archive ({exc.strerror})", []
+    try:
+        root, arrays = read_store_metadata(store)
+    except Exception as exc:
+        return f"the store cannot be read ({type(exc).__name__}: {exc})", []
+    if options.format == "zarr" and _zarr_format_of(store) != options.zarr_format:
+        return "the store has another Zarr format", []
+    if root.get(OPTIONS_ATTR) != options_fingerprint(options):
+        return "the store was written with other options (format, dtype, shape, chunks, codec)", []
+    if root.get("source_size") != stat.st_size:
+        return "the archive's size changed", []
+    if root.get("source_mtime_ns") != stat.st_mtime_ns:
+        return "the archive's modification time changed", []
+    try:
+        with zipfile.ZipFile(task.archive) as zf:
+            members = list_members(task.archive, zf)
+    except ArchiveError as exc:
+        return exc.reason, []
+    except Exception as exc:
+        return f"the archive cannot be read ({type(exc).__name__}: {exc})", []
+    by_name = {a.name: a for a in arrays}
+    if sorted(by_name) != sorted(m.array_name for m in members):
+        return "the store's arrays differ from the archive's members", []
+    dtype = np.dtype(options.dtype)
+    records = []
+    for m in members:
+        a = by_name[m.array_name]
+        recorded = (a.attrs.get("member"), a.attrs.get("crc32"), a.attrs.get("nbytes"))
+        if recorded != (m.name, m.crc32, m.file_size):
+            return f"{m.name}: CRC32 or size differs from what the store records", []
+        if a.dtype != dtype.str or a.shape[1:] != tuple(options.shape[1:]):
+            return f"{m.name}: the stored dtype or shape differs from the options", []
+        if a.shape[0] * dtype.itemsize * int(np.prod(a.shape[1:])) != m.file_size:
+            return f"{m.name}: the stored array does not hold the member's size", []
+        records.append(
+            ArrayRecord(
+                name=a.name,
+                member=m.name,
+                shape=a.shape,
+                dtype=a.dtype,
+                chunks=a.chunks,
+                codec=options.codec,
+                crc32=m.crc32,
+                nbytes=m.file_size,
+                stored_bytes=a.stored_bytes,
+            )
+        )
+    return None, records
+
+
+def store_is_current(task: Task) -> str | None:
+    """None if the task's store is complete and up to date, else the reason it must be redone."""
+    return current_arrays(task)[0]
+
+
+def convert_unless_current(task: Task) -> Result:
+    """The worker function of a resumed run: skip a current store, convert anything else."""
+    from .worker import convert_task
+
+    reason, records = current_arrays(task)
+    if reason is not None:
+        return convert_task(task)
+    return Result(
+        archive=task.archive,
+        store=task.store,
+        relpath=task.relpath,
+        status="skipped",
+        format=task.options.format,
+        arrays=tuple(records),  # kept in the manifest; bytes stay 0: this run moved none
+        pid=os.getpid(),
+    )

@@ -50,7 +50,12 @@ def _add_convert_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--codec", default=S, help="none, blosc-lz4 (default), blosc-zstd, zstd, gzip")
     p.add_argument("--workers", default=S, type=int, help="worker processes (default: CPU count)")
-    p.add_argument("--executor", default=S, help="local (default) or serial")
+    p.add_argument("--executor", default=S, help="local (default), serial or dask")
+    p.add_argument(
+        "--scheduler",
+        default=S,
+        help="dask scheduler address, tcp://HOST:PORT (with --executor dask; default: a LocalCluster)",
+    )
     p.add_argument("--overwrite", default=S, action="store_true", help="redo every store")
 
 

@@ -13,6 +13,7 @@ from .inflate import backend_summary
 from .manifest import write_manifest
 from .plan import plan_tasks
 from .records import Result
+from .storage import is_url
 from .worker import convert_task
 
 
@@ -70,16 +71,19 @@ def run(config: RunConfig, on_result: Callable[[Result], None] | None = None) ->
     """Convert every archive the config names; failures are recorded, never raised."""
     start = time.perf_counter()
     tasks = plan_tasks(config)
-    out = os.path.abspath(os.path.expanduser(config.output))
-    os.makedirs(out, exist_ok=True)
-    executor = get_executor(config.executor, workers=config.workers)
+    if is_url(config.output):
+        out = config.output.rstrip("/")  # object stores have no folders to create
+    else:
+        out = os.path.abspath(os.path.expanduser(config.output))
+        os.makedirs(out, exist_ok=True)
+    executor = get_executor(config.executor, workers=config.workers, scheduler=config.scheduler)
     by_relpath: dict[str, Result] = {}
     for result in executor.map(convert_task, tasks):
         by_relpath[result.relpath] = result
         if on_result is not None:
             on_result(result)
     results = [by_relpath[t.relpath] for t in tasks]
-    manifest = write_manifest(out, results, config.options)
+    manifest = write_manifest(out, results, config.options, config.storage_options)
     return Report(
         output=out,
         results=results,

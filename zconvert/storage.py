@@ -19,7 +19,7 @@ _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]+://")
 _GLOB_CHARS = "*?["
 # Range-request size for reading archives: reads are served from one cached block, so memory
 # stays O(block) whatever the archive's size.
-READ_BLOCK_BYTES = 8 << 20
+READ_BLOCK_BYTES = 4 << 20
 
 
 def is_url(path: object) -> bool:

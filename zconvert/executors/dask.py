@@ -18,6 +18,12 @@ from . import crashed_result
 # How many times a task may take its worker down with it before it is failed (the local
 # pool's rule: one retry on a fresh worker).
 ALLOWED_FAILURES = 1
+SCHEDULER_CONFIG = {
+    "distributed.scheduler.allowed-failures": ALLOWED_FAILURES,
+    # A worker holds only the task it runs: a dying worker then takes no queued, innocent
+    # archive down with it (the scheduler counts every task a dead worker held against it).
+    "distributed.scheduler.worker-saturation": 1.0,
+}
 CONNECT_TIMEOUT_S = 10
 
 
@@ -54,7 +60,7 @@ class DaskExecutor:
         dask_log.setLevel(max(old_level, logging.WARNING))
         cluster = client = None
         try:
-            with dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_FAILURES}):
+            with dask.config.set(SCHEDULER_CONFIG):
                 if self.scheduler:
                     client = self._connect(Client)
                 else:
@@ -63,6 +69,10 @@ class DaskExecutor:
                         n_workers=min(self.workers or os.cpu_count() or 1, len(tasks)),
                         threads_per_worker=1,
                         dashboard_address=None,
+                        host="127.0.0.1",
+                        # The scheduler's HTTP endpoints otherwise try port 8787 and warn
+                        # when another cluster holds it.
+                        scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
                         silence_logs=logging.WARNING,
                     )
                     client = Client(cluster)

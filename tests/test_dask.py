@@ -66,13 +66,34 @@ def test_config_keys_for_dask_and_storage():
         build_config(inputs=["x"], output="o", storage_options="anon")
     with pytest.raises(zconvert.ConfigError, match="executor"):
         build_config(inputs=["x"], output="o", executor="ray")
+    with pytest.raises(zconvert.ConfigError, match="scheduler: is only used by the dask"):
+        build_config(inputs=["x"], output="o", scheduler="tcp://127.0.0.1:8786")
+
+
+@pytest.mark.slow
+def test_unreachable_scheduler_is_a_config_error_naming_it(seed_dir, tmp_path, monkeypatch):
+    import zconvert.executors.dask as dask_executor
+
+    monkeypatch.setattr(dask_executor, "CONNECT_TIMEOUT_S", 2)
+    with pytest.raises(
+        zconvert.ConfigError, match=r"cannot reach the dask scheduler at tcp://127\.0\.0\.1:9"
+    ):
+        zconvert.convert(seed_dir, tmp_path / "out", executor="dask", scheduler="tcp://127.0.0.1:9")
 
 
 @pytest.mark.slow
 def test_dask_local_cluster_gives_the_local_executors_results(seed_dir, tmp_path):
+    progress: list[str] = []
     local = zconvert.convert(seed_dir, tmp_path / "local", executor="local", workers=2)
-    dask = zconvert.convert(seed_dir, tmp_path / "dask", executor="dask", workers=2)
+    dask = zconvert.convert(
+        seed_dir,
+        tmp_path / "dask",
+        executor="dask",
+        workers=2,
+        on_result=lambda r: progress.append(r.relpath),
+    )
     assert local.ok and dask.ok, (local.failed, dask.failed)
+    assert sorted(progress) == [r.relpath for r in local.results]  # one report per archive
     assert _comparable(tmp_path / "dask") == _comparable(tmp_path / "local")
     assert len({r.pid for r in dask.results} - {os.getpid()}) >= 1  # not run in this process
     for r in local.results:
@@ -84,7 +105,6 @@ def test_dask_local_cluster_gives_the_local_executors_results(seed_dir, tmp_path
 def test_cli_scheduler_address_runs_on_the_running_cluster(cluster, seed_dir, tmp_path):
     bad = make_zip(seed_dir / "bad.zip", {"blob.bin": float_rows(30_000, seed=7)})
     corrupt_crc(bad, "blob.bin")
-    seen: list[str] = []
     status = main(
         [
             "convert",
@@ -105,7 +125,6 @@ def test_cli_scheduler_address_runs_on_the_running_cluster(cluster, seed_dir, tm
     converted = [e for e in stores.values() if e["status"] == "converted"]
     assert len(converted) == 3
     assert {e["pid"] for e in converted} <= _worker_pids(cluster)
-    assert not seen
     # the cluster keeps running for its owner
     assert len(cluster.scheduler_info["workers"]) == 2
 

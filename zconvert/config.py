@@ -177,6 +177,10 @@ class RunConfig:
         for required in ("inputs", "output"):
             if required not in clean:
                 raise ConfigError(required, "is required (as a flag or a YAML key)", source)
+        if clean.get("scheduler") and clean.get("executor", "local") != "dask":
+            raise ConfigError(
+                "scheduler", "is only used by the dask executor; add --executor dask", source
+            )
         option_names = {f.name for f in fields(ConvertOptions)}
         options = replace(ConvertOptions(), **{k: v for k, v in clean.items() if k in option_names})
         rest = {k: v for k, v in clean.items() if k not in option_names}

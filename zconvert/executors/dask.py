@@ -78,13 +78,12 @@ class DaskExecutor:
                     client = Client(cluster)
             # Every worker, also one that joins or restarts later, gets one library thread.
             client.register_plugin(_InitPlugin(), name="zconvert-init")
-            by_key = {}
-            for task in tasks:
-                # Task is a plain dataclass: dask ships it as one argument, never walks into it.
-                future = client.submit(fn, task, pure=False)
-                by_key[future.key] = (future, task)
-            for future in as_completed([f for f, _ in by_key.values()]):
-                task = by_key.pop(future.key)[1]
+            # One graph update for all tasks. Task is a plain dataclass: dask ships it as one
+            # argument and never walks into it.
+            futures = client.map(fn, list(tasks), pure=False)
+            task_of = {f.key: t for f, t in zip(futures, tasks, strict=True)}
+            for future in as_completed(futures):
+                task = task_of.pop(future.key)
                 if future.status == "finished":
                     yield future.result()
                 else:

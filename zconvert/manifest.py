@@ -86,9 +86,13 @@ def write_manifest(
     """Merge this run's results into OUT/manifest.json (earlier stores whose files still exist are
     kept) and write it atomically; returns its path."""
     path = manifest_path(out)
+    results = list(results)
+    redone = {r.relpath for r in results}
     merged: dict[str, dict[str, Any]] = {}
     try:
         for entry in read_manifest(out, storage_options).get("stores", []):
+            if entry.get("relpath") in redone:
+                continue  # replaced below; no need to ask (object) storage whether it exists
             if entry.get("status") == "failed" or _store_exists(
                 entry.get("store", ""), storage_options
             ):

@@ -82,12 +82,15 @@ class DaskExecutor:
             # argument and never walks into it.
             futures = client.map(fn, list(tasks), pure=False)
             task_of = {f.key: t for f, t in zip(futures, tasks, strict=True)}
-            for future in as_completed(futures):
+            # with_results gathers results as they finish, instead of one round trip each.
+            completed = as_completed(futures, with_results=True, raise_errors=False)
+            for future, value in completed:
                 task = task_of.pop(future.key)
                 if future.status == "finished":
-                    yield future.result()
-                else:
-                    yield crashed_result(task, _describe(future.exception()))
+                    yield value
+                else:  # an error comes as (type, exception, traceback)
+                    exc = value[1] if isinstance(value, tuple) and len(value) == 3 else value
+                    yield crashed_result(task, _describe(exc))
                 future.release()
         finally:
             if client is not None:
@@ -112,8 +115,8 @@ class DaskExecutor:
 def _describe(exc: BaseException | None) -> str:
     if type(exc).__name__ == "KilledWorker":
         return (
-            "dask worker process died converting this archive "
-            f"({ALLOWED_FAILURES + 1} times: killed, or out of memory)"
+            "dask worker process died converting this archive, on every retry the scheduler "
+            "allows (killed, or out of memory)"
         )
     return f"{type(exc).__name__}: {exc}"
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from .config import RunConfig
 from .errors import ConfigError
@@ -37,9 +38,9 @@ def store_relpath(archive: Path, root: Path, fmt: str) -> str:
 
 
 def discover_any(
-    inputs: tuple[str, ...], storage_options: dict | None = None
+    inputs: tuple[str, ...], storage_options: dict[str, Any] | None = None
 ) -> list[tuple[str | Path, str]]:
-    """(archive, store path below OUT without suffix rules applied) for local paths and URLs."""
+    """(archive, its '/'-separated path below its input root) for local paths and URLs alike."""
     found: list[tuple[str | Path, str]] = []
     for raw in inputs:
         if is_url(raw):
@@ -60,7 +61,7 @@ def plan_tasks(config: RunConfig) -> list[Task]:
     """One Task per archive, in a stable order; two archives aiming at one store are refused."""
     url_out = is_url(config.output)
     out = config.output.rstrip("/") if url_out else Path(config.output).expanduser().absolute()
-    storage_options = getattr(config, "storage_options", None) or {}
+    storage_options = config.storage_options
     tasks: list[Task] = []
     claimed: dict[str, str | Path] = {}
     seen: set[str | Path] = set()

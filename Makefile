@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 
-.PHONY: setup demo test lint format bench clean
+.PHONY: setup demo test lint format bench bench-dask clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,9 @@ test: setup lint
 
 bench: setup
 	$(PY) scripts/bench.py
+
+bench-dask: setup
+	$(PY) scripts/bench_dask.py
 
 clean:
 	rm -rf $(VENV) data out bench-out .pytest_cache .ruff_cache

@@ -311,12 +311,17 @@ def _brief(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def open_archive(archive: str) -> tuple[BinaryIO, zipfile.ZipFile]:
-    """Open an archive for streaming; not-a-ZIP and unreadable directories become ArchiveError."""
-    try:
-        fileobj = open(archive, "rb")  # noqa: SIM115 - closed by the caller
-    except OSError as exc:
-        raise ArchiveError(archive, None, f"cannot open: {exc.strerror}") from None
+def open_archive(archive: str, fileobj: BinaryIO | None = None) -> tuple[BinaryIO, zipfile.ZipFile]:
+    """Open an archive for streaming; not-a-ZIP and unreadable directories become ArchiveError.
+
+    `fileobj`, if given, is an already-open seekable binary file (for example an fsspec file
+    reading object storage with range requests); `archive` then only names it in errors.
+    """
+    if fileobj is None:
+        try:
+            fileobj = open(archive, "rb")  # noqa: SIM115 - closed by the caller
+        except OSError as exc:
+            raise ArchiveError(archive, None, f"cannot open: {exc.strerror}") from None
     try:
         zf = zipfile.ZipFile(fileobj)
     except zipfile.BadZipFile as exc:

@@ -92,6 +92,16 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
 
 
+def _json_mapping(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not JSON: {text!r}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"not a JSON object: {text!r}")
+    return value
+
+
 def _add_convert_options(p: argparse.ArgumentParser) -> None:
     S = argparse.SUPPRESS  # unset flags stay absent, so YAML values are not overridden
     p.add_argument("inputs", nargs="*", default=S, help="archives or folders (searched for *.zip)")
@@ -118,7 +128,20 @@ def _add_convert_options(p: argparse.ArgumentParser) -> None:
         help="Zarr: one uncompressed chunk per array, memory-mappable (needs --codec none)",
     )
     p.add_argument("--workers", default=S, type=int, help="worker processes (default: CPU count)")
-    p.add_argument("--executor", default=S, help="auto (default), local (process pool) or serial")
+    p.add_argument(
+        "--executor", default=S, help="auto (default), local (process pool), serial or dask"
+    )
+    p.add_argument(
+        "--scheduler",
+        default=S,
+        help="dask scheduler address, tcp://HOST:PORT (with --executor dask; default: a LocalCluster)",
+    )
+    p.add_argument(
+        "--storage-options",
+        default=S,
+        type=_json_mapping,
+        help="fsspec options for s3:// and other URLs, as JSON: '{\"anon\": false}'",
+    )
     p.add_argument("--overwrite", default=S, action="store_true", help="redo every store")
     p.add_argument(
         "--durable",

@@ -19,6 +19,29 @@ class CodecPreset:
     level: int = 0
     description: str = ""
 
+    def zarr_compressors(self, zarr_format: int) -> Any:
+        """The `compressors=` argument of zarr.create_array (the object-storage sink writes
+        through zarr's API; the local one writes the same documents itself)."""
+        if self.kind == "none":
+            return None
+        if zarr_format == 3:
+            from zarr.codecs import BloscCodec, GzipCodec, ZstdCodec
+
+            if self.kind == "blosc":
+                return [BloscCodec(cname=self.cname, clevel=self.level, shuffle="shuffle")]
+            if self.kind == "zstd":
+                return [ZstdCodec(level=self.level)]
+            return [GzipCodec(level=self.level)]
+        import numcodecs
+
+        if self.kind == "blosc":
+            return numcodecs.Blosc(
+                cname=self.cname, clevel=self.level, shuffle=numcodecs.Blosc.SHUFFLE
+            )
+        if self.kind == "zstd":
+            return numcodecs.Zstd(level=self.level)
+        return numcodecs.GZip(level=self.level)
+
     def zarr3_codecs(self, itemsize: int) -> list[dict[str, Any]]:
         """The bytes-to-bytes codecs of a Zarr 3 array's metadata (after the `bytes` codec)."""
         if self.kind == "none":

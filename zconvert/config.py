@@ -18,7 +18,10 @@ from .records import ConvertOptions
 # key -> (example value, one-line documentation). The single place every key is described.
 KEYS: dict[str, tuple[Any, str]] = {
     "inputs": (["data/seed"], "archives or folders (searched recursively for *.zip)"),
-    "output": ("out/seed", "output folder; stores and manifest.json go here"),
+    "output": (
+        "out/seed",
+        "output folder or URL (s3://bucket/out); stores and manifest.json go here",
+    ),
     "format": ("zarr", "zarr | hdf5"),
     "zarr_format": (3, "2 | 3 (Zarr only; 2 for older readers)"),
     "dtype": ("<f4", "numpy dtype of the raw blobs, with byte order"),
@@ -34,7 +37,15 @@ KEYS: dict[str, tuple[Any, str]] = {
     "executor": (
         "auto",
         "auto (default: the local pool, or in-process for jobs under 16 MiB) | local (process pool) "
-        "| serial (in-process, for debugging)",
+        "| serial (in-process, for debugging) | dask (dask.distributed)",
+    ),
+    "scheduler": (
+        None,
+        "dask scheduler address (tcp://host:8786); default: a LocalCluster for the run",
+    ),
+    "storage_options": (
+        {},
+        "fsspec options for URL inputs/outputs, e.g. {client_kwargs: {endpoint_url: ...}}",
     ),
     "slab_bytes": (8 << 20, "bytes inflated and written at a time per worker (whole chunks)"),
     "max_ratio": (
@@ -51,7 +62,7 @@ KEYS: dict[str, tuple[Any, str]] = {
     "debug": (False, "keep tracebacks of failures (the CLI's --debug)"),
 }
 
-EXECUTORS = ("auto", "local", "serial")
+EXECUTORS = ("auto", "local", "serial", "dask")
 
 
 def _parse_shape(value: Any, key: str, source: str | None) -> tuple[int, ...]:
@@ -142,6 +153,14 @@ def _validate(key: str, value: Any, source: str | None) -> Any:
         return _choice(value, key, source, tuple(PRESETS))
     if key == "executor":
         return _choice(value, key, source, EXECUTORS)
+    if key == "scheduler":
+        if value is None:
+            return None
+        return _expect(value, str, key, source, "an address such as tcp://127.0.0.1:8786")
+    if key == "storage_options":
+        if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+            raise ConfigError(key, f"{value!r} is not a mapping of option names to values", source)
+        return dict(value)
     if key == "max_ratio":
         _expect(value, (int, float), key, source, "a number")
         if value <= 1:
@@ -162,6 +181,8 @@ class RunConfig:
     workers: int | None = None
     executor: str = "auto"
     overwrite: bool = False
+    scheduler: str | None = None
+    storage_options: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any], source: str | None = None) -> RunConfig:
@@ -170,6 +191,10 @@ class RunConfig:
         for required in ("inputs", "output"):
             if required not in clean:
                 raise ConfigError(required, "is required (as a flag or a YAML key)", source)
+        if clean.get("scheduler") and clean.get("executor", "auto") != "dask":
+            raise ConfigError(
+                "scheduler", "is only used by the dask executor; add --executor dask", source
+            )
         option_names = {f.name for f in fields(ConvertOptions)}
         options = replace(ConvertOptions(), **{k: v for k, v in clean.items() if k in option_names})
         if options.contiguous and options.codec != "none":

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from .config import RunConfig
 from .errors import ConfigError
 from .records import Task
 from .sinks import SUFFIXES
+from .storage import is_url
 
 
 def discover(inputs: tuple[str, ...]) -> list[tuple[Path, Path]]:
@@ -35,17 +37,39 @@ def store_relpath(archive: Path, root: Path, fmt: str) -> str:
     return stem.as_posix() + SUFFIXES[fmt]
 
 
+def discover_any(
+    inputs: tuple[str, ...], storage_options: dict[str, Any] | None = None
+) -> list[tuple[str | Path, str]]:
+    """(archive, its '/'-separated path below its input root) for local paths and URLs alike."""
+    found: list[tuple[str | Path, str]] = []
+    for raw in inputs:
+        if is_url(raw):
+            from .storage import discover as discover_url
+
+            found.extend(discover_url(raw, storage_options))
+        else:
+            found.extend((a, a.relative_to(r).as_posix()) for a, r in discover((raw,)))
+    return found
+
+
+def _relpath(below_root: str, fmt: str) -> str:
+    stem = below_root[:-4] if below_root.lower().endswith(".zip") else below_root
+    return stem + SUFFIXES[fmt]
+
+
 def plan_tasks(config: RunConfig) -> list[Task]:
     """One Task per archive, in a stable order; two archives aiming at one store are refused."""
-    out = Path(config.output).expanduser().absolute()
+    url_out = is_url(config.output)
+    out = config.output.rstrip("/") if url_out else Path(config.output).expanduser().absolute()
+    storage_options = config.storage_options
     tasks: list[Task] = []
-    claimed: dict[str, Path] = {}
-    seen: set[Path] = set()
-    for archive, root in discover(config.inputs):
+    claimed: dict[str, str | Path] = {}
+    seen: set[str | Path] = set()
+    for archive, below_root in discover_any(config.inputs, storage_options):
         if archive in seen:
             continue
         seen.add(archive)
-        rel = store_relpath(archive, root, config.options.format)
+        rel = _relpath(below_root, config.options.format)
         if rel in claimed:
             raise ConfigError(
                 "inputs",
@@ -56,9 +80,10 @@ def plan_tasks(config: RunConfig) -> list[Task]:
         tasks.append(
             Task(
                 archive=os.fspath(archive),
-                store=os.fspath(out / rel),
+                store=f"{out}/{rel}" if url_out else os.fspath(out / rel),
                 relpath=rel,
                 options=config.options,
+                storage_options=storage_options,
             )
         )
     return tasks

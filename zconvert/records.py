@@ -36,6 +36,8 @@ class Task:
     store: str  # absolute final path of the store
     relpath: str  # store path relative to the output folder (the manifest key)
     options: ConvertOptions
+    # fsspec options for URL archives/stores (endpoint, credentials): never in repr or manifest.
+    storage_options: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
 
 @dataclass(frozen=True)

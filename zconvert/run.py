@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -15,6 +16,7 @@ from .outdir import lock_output, remove_leftovers
 from .plan import plan_tasks
 from .records import Result, Task
 from .resume import convert_unless_current
+from .storage import is_url
 from .worker import convert_task
 
 
@@ -77,6 +79,8 @@ def _engine_for(config: RunConfig, tasks: Sequence[Task]) -> str:
     """`auto` (the default) is the local process pool, except for jobs too small to pay for it."""
     if config.executor != "auto":
         return config.executor
+    if any(is_url(t.archive) for t in tasks):
+        return "local"  # remote archives: reading them is the slow part, not starting workers
     if sum(_size(t.archive) for t in tasks) <= IN_PROCESS_MAX_BYTES:
         return "serial"
     return "local"
@@ -100,22 +104,31 @@ def run(
     tasks = plan_tasks(config)
     if on_plan is not None:
         on_plan(tasks)
-    out = os.path.abspath(os.path.expanduser(config.output))
-    os.makedirs(out, exist_ok=True)
-    executor = get_executor(_engine_for(config, tasks), workers=config.workers)
+    remote = is_url(config.output)
+    if remote:
+        out = config.output.rstrip("/")  # object stores have no folders to create
+    else:
+        out = os.path.abspath(os.path.expanduser(config.output))
+        os.makedirs(out, exist_ok=True)
+    executor = get_executor(
+        _engine_for(config, tasks), workers=config.workers, scheduler=config.scheduler
+    )
     # Without --overwrite, workers skip stores that are complete and up to date (resume.py).
     convert_fn = convert_task if config.overwrite else convert_unless_current
     by_relpath: dict[str, Result] = {}
-    with lock_output(out):  # one run per OUT; a second one refuses instead of racing
-        remove_leftovers(out)  # temporaries of a crashed run; none of ours exist yet
+    # One run per local OUT: a second one refuses instead of racing (object stores: no lock).
+    with contextlib.nullcontext() if remote else lock_output(out):
+        if not remote:
+            remove_leftovers(out)  # temporaries of a crashed run; none of ours exist yet
         for result in executor.map(convert_fn, tasks):
             by_relpath[result.relpath] = result
             if on_result is not None:
                 on_result(result)
-        remove_leftovers(out)  # those of workers that died (kill -9, OOM) during this run
+        if not remote:
+            remove_leftovers(out)  # those of workers that died (kill -9, OOM) during this run
         results = [by_relpath[t.relpath] for t in tasks]
-        manifest = write_manifest(out, results, config.options)
-        if config.options.format == "hdf5":
+        manifest = write_manifest(out, results, config.options, config.storage_options)
+        if config.options.format == "hdf5" and not remote:
             from .combine import write_virtual_dataset
 
             write_virtual_dataset(out)  # OUT/all.h5: the whole run as one HDF5 dataset

@@ -23,6 +23,7 @@ from .records import ArrayRecord, ConvertOptions, Result, Task
 from .resume import OPTIONS_ATTR, options_fingerprint
 from .sinks import ArraySpec, open_sink
 from .slabs import SlabPipeline
+from .storage import is_url
 
 TARGET_CHUNK_BYTES = 4 << 20
 
@@ -94,24 +95,25 @@ def _convert(task: Task) -> tuple[list[ArrayRecord], int, int]:
     options = task.options
     dtype, row_shape, row_bytes = record_layout(options)
     chunk_rows = options.chunk_rows or default_chunk_rows(row_bytes)
-    fileobj, zf = open_archive(task.archive)
+    fileobj, zf = open_archive(task.archive, _open_remote(task))
     with fileobj, zf:
         members = list_members(task.archive, zf)
         for member in members:
             check_member(task.archive, member, options.max_ratio, options.max_member_bytes)
         shapes = [array_shape(task.archive, m, options) for m in members]
         dims = dimension_names(members, shapes)
-        stat = os.stat(task.archive)
+        source_size, source_mtime_ns = _source_stat(task)
         sink = open_sink(
             task.store,
             options,
             {
                 "zconvert_version": __version__,
                 "source_archive": task.archive,
-                "source_size": stat.st_size,
-                "source_mtime_ns": stat.st_mtime_ns,
+                "source_size": source_size,
+                "source_mtime_ns": source_mtime_ns,
                 OPTIONS_ATTR: options_fingerprint(options),  # what resume compares
             },
+            storage_options=task.storage_options,
         )
         try:
             slab_chunks = max(1, options.slab_bytes // (chunk_rows * row_bytes))
@@ -133,6 +135,27 @@ def _convert(task: Task) -> tuple[list[ArrayRecord], int, int]:
     bytes_in = sum(m.compress_size for m in members)
     bytes_out = sum(m.file_size for m in members)
     return records, bytes_in, bytes_out
+
+
+def _open_remote(task: Task) -> Any:
+    """An fsspec file object for a URL archive (range requests); None for a local path."""
+    if not is_url(task.archive):
+        return None
+    from .storage import open_input
+
+    try:
+        return open_input(task.archive, task.storage_options)
+    except FileNotFoundError:
+        raise ArchiveError(task.archive, None, "cannot open: no such object") from None
+
+
+def _source_stat(task: Task) -> tuple[int, int]:
+    if is_url(task.archive):
+        from .storage import source_stat
+
+        return source_stat(task.archive, task.storage_options)
+    stat = os.stat(task.archive)
+    return stat.st_size, stat.st_mtime_ns
 
 
 def _copy_member(

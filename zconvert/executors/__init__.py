@@ -21,6 +21,7 @@ class Executor(Protocol):
 EXECUTORS = {
     "serial": "zconvert.executors.serial:SerialExecutor",
     "local": "zconvert.executors.local:LocalExecutor",
+    "dask": "zconvert.executors.dask:DaskExecutor",
 }
 
 

@@ -47,10 +47,29 @@ SINKS = {"zarr": "zconvert.sinks.zarr:ZarrSink", "hdf5": "zconvert.sinks.hdf5:HD
 SUFFIXES = {"zarr": ".zarr", "hdf5": ".h5"}
 
 
-def open_sink(final_path: str, options: ConvertOptions, attributes: dict[str, Any]) -> Sink:
-    """A sink of options.format writing a temporary sibling of `final_path`."""
+# Sinks for URL outputs (object storage: no rename, so completeness is a record written last).
+URL_SINKS = {
+    "zarr": "zconvert.sinks.zarr_url:ZarrURLSink",
+    "hdf5": "zconvert.sinks.hdf5_url:HDF5URLSink",
+}
+
+
+def open_sink(
+    final_path: str,
+    options: ConvertOptions,
+    attributes: dict[str, Any],
+    storage_options: dict[str, Any] | None = None,
+) -> Sink:
+    """A sink of options.format writing a temporary sibling of `final_path` (for a URL: a store
+    that stays invisible until commit)."""
     import importlib
 
+    from ..storage import is_url
+
+    if is_url(final_path):
+        module_name, class_name = URL_SINKS[options.format].split(":")
+        cls = getattr(importlib.import_module(module_name), class_name)
+        return cls(final_path, options, attributes, storage_options or {})
     module_name, class_name = SINKS[options.format].split(":")
     cls = getattr(importlib.import_module(module_name), class_name)
     return cls(final_path, options, attributes)

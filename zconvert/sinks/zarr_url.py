@@ -1,0 +1,147 @@
+"""Zarr sink for URL outputs (s3://...): chunks written straight to object storage, metadata last.
+
+Object stores have no rename, so a temporary-then-publish store is impossible. Instead the
+metadata documents are the completeness record: every chunk is written first, while zarr's
+metadata writes are held back in memory; on commit the array (and intermediate group)
+documents are written, then the root group's attributes, and the root group's `zarr.json`
+(Zarr 3) or `.zgroup` (Zarr 2) last of all. A reader opening the store by its URL finds no
+group until that last PUT, so it sees either nothing or a complete store. A failed archive
+deletes everything under the store's prefix.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import zarr
+from zarr.abc.store import ByteRequest
+from zarr.core.buffer import Buffer, BufferPrototype
+from zarr.core.sync import sync
+from zarr.storage import FsspecStore, WrapperStore
+
+from ..codecs import get_preset
+from ..records import ConvertOptions
+from ..storage import remove_tree
+from . import ArraySpec
+
+_METADATA_NAMES = ("zarr.json", ".zgroup", ".zarray", ".zattrs", ".zmetadata")
+# Root documents in the order they are written last; the final one makes the store visible.
+_ROOT_LAST = (".zattrs", ".zmetadata", "zarr.json", ".zgroup")
+
+
+def _is_metadata(key: str) -> bool:
+    return key.rsplit("/", 1)[-1] in _METADATA_NAMES
+
+
+class MetadataLastStore(WrapperStore[FsspecStore]):
+    """Passes chunk writes through; holds metadata documents until `flush_metadata`."""
+
+    def __init__(self, store: FsspecStore) -> None:
+        super().__init__(store)
+        self.held: dict[str, Buffer] = {}
+        self.written_bytes: dict[str, int] = {}
+
+    async def set(self, key: str, value: Buffer) -> None:
+        if _is_metadata(key):
+            self.held[key] = value
+            return
+        self.written_bytes[key] = len(value)
+        await self._store.set(key, value)
+
+    async def set_if_not_exists(self, key: str, value: Buffer) -> None:
+        if key not in self.held and not await self._store.exists(key):
+            await self.set(key, value)
+
+    async def get(
+        self, key: str, prototype: BufferPrototype, byte_range: ByteRequest | None = None
+    ) -> Buffer | None:
+        if key in self.held and byte_range is None:
+            return self.held[key]
+        return await self._store.get(key, prototype, byte_range)
+
+    async def exists(self, key: str) -> bool:
+        return key in self.held or await self._store.exists(key)
+
+    async def delete(self, key: str) -> None:
+        self.held.pop(key, None)
+        await self._store.delete(key)
+
+    def flush_metadata(self) -> None:
+        """Write held documents: nested ones first, the root group's document last."""
+
+        def order(key: str) -> tuple[int, int]:
+            if "/" in key:
+                return (0, -key.count("/"))
+            return (1, _ROOT_LAST.index(key) if key in _ROOT_LAST else -1)
+
+        for key in sorted(self.held, key=order):
+            sync(self._store.set(key, self.held[key]))
+        self.held.clear()
+
+    def stored_bytes(self, prefix: str) -> int:
+        """Bytes of chunks and held documents under `prefix/` (no listing of the bucket)."""
+        start = prefix.rstrip("/") + "/"
+        chunks = sum(n for k, n in self.written_bytes.items() if k.startswith(start))
+        return chunks + sum(len(v) for k, v in self.held.items() if k.startswith(start))
+
+
+class ZarrURLSink:
+    """Zarr to object storage through zarr's FsspecStore, metadata documents held to the end.
+
+    Object stores have no rename, so this sink goes through zarr's API (one PUT per chunk)
+    rather than the local sink's files-then-rename."""
+
+    def __init__(
+        self,
+        final_url: str,
+        options: ConvertOptions,
+        attributes: dict[str, Any],
+        storage_options: dict[str, Any],
+    ) -> None:
+        self.final_path = final_url
+        self.storage_options = storage_options
+        self.zarr_format = options.zarr_format
+        self.compressors = get_preset(options.codec).zarr_compressors(options.zarr_format)
+        # An older store at this URL is removed first (its root document with it), so readers
+        # never see old metadata over new chunks.
+        remove_tree(final_url, storage_options)
+        self.store = MetadataLastStore(
+            FsspecStore.from_url(final_url, storage_options=dict(storage_options))
+        )
+        self.group = zarr.open_group(
+            self.store, mode="w", zarr_format=options.zarr_format, attributes=attributes
+        )
+
+    def add_array(self, spec: ArraySpec) -> zarr.Array:
+        attributes = dict(spec.attributes)
+        kwargs: dict[str, Any] = {}
+        if self.zarr_format == 3:
+            kwargs["dimension_names"] = spec.dimension_names
+        else:
+            attributes["_ARRAY_DIMENSIONS"] = list(spec.dimension_names)
+            kwargs["filters"] = None
+        return self.group.create_array(
+            spec.name,
+            shape=spec.shape,
+            dtype=spec.dtype,
+            chunks=spec.chunks,
+            compressors=self.compressors,
+            fill_value=0,
+            attributes=attributes,
+            config={"write_empty_chunks": True},  # every chunk exists, as in local stores
+            **kwargs,
+        )
+
+    def write_slab(self, handle: zarr.Array, row_start: int, slab: np.ndarray) -> None:
+        handle[row_start : row_start + len(slab)] = slab
+
+    def finish_array(self, handle: zarr.Array) -> int | None:
+        return self.store.stored_bytes(handle.path)
+
+    def commit(self) -> None:
+        self.store.flush_metadata()
+
+    def abort(self) -> None:
+        self.store.held.clear()
+        remove_tree(self.final_path, self.storage_options)

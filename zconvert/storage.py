@@ -1,0 +1,135 @@
+"""URLs (s3://, gs://, memory://, ...) through fsspec: the only module that knows about them.
+
+Local paths never come here: every caller checks `is_url` first and keeps its own local code
+path unchanged. fsspec and its protocol packages are imported on first use, so the base install
+(no `zconvert[s3]`) never needs them.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from collections.abc import Mapping
+from typing import Any, BinaryIO
+
+from .errors import ConfigError
+
+# "s3://..." but not "C:\..." (one-letter schemes are Windows drive letters).
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]+://")
+_GLOB_CHARS = "*?["
+# Range-request size for reading archives: reads are served from one cached block, so memory
+# stays O(block) whatever the archive's size.
+READ_BLOCK_BYTES = 4 << 20
+
+
+def is_url(path: object) -> bool:
+    """True for 'protocol://...' strings; local paths (and file objects) are not URLs."""
+    return isinstance(path, str) and bool(_URL.match(path))
+
+
+def join(base: str, rel: str) -> str:
+    """base + '/' + rel for URLs (never os.path.join: a URL's separator is always '/')."""
+    return base.rstrip("/") + "/" + rel.lstrip("/")
+
+
+def filesystem(url: str, storage_options: Mapping[str, Any] | None = None) -> Any:
+    """(fsspec filesystem for url's protocol); a missing protocol package names the extra."""
+    try:
+        import fsspec
+    except ImportError:
+        raise ConfigError(None, f"{url}: URLs need fsspec; pip install 'zconvert[s3]'") from None
+    protocol = url.split("://", 1)[0]
+    try:
+        return fsspec.filesystem(protocol, **dict(storage_options or {}))
+    except ImportError as exc:
+        raise ConfigError(
+            None,
+            f"{url}: the {protocol}:// protocol needs a package ({exc}); "
+            "for s3:// pip install 'zconvert[s3]'",
+        ) from None
+    except ValueError as exc:
+        raise ConfigError(None, f"{url}: unknown protocol {protocol!r} ({exc})") from None
+
+
+def full_url(fs: Any, path: str) -> str:
+    """A path as fsspec lists it ('bucket/key') back to a URL ('s3://bucket/key')."""
+    return fs.unstrip_protocol(path)
+
+
+def discover(url: str, storage_options: Mapping[str, Any] | None = None) -> list[tuple[str, str]]:
+    """(archive URL, path below the input root) pairs for one input URL, sorted.
+
+    A URL ending in '/' or naming a prefix is searched recursively for *.zip; a glob
+    ('s3://b/p/*.zip') is expanded, its root being the folder before the first wildcard; any
+    other URL names one archive.
+    """
+    fs = filesystem(url, storage_options)
+    stripped = fs._strip_protocol(url)
+    found: list[tuple[str, str]] = []
+    if any(c in stripped for c in _GLOB_CHARS):
+        first = min(stripped.index(c) for c in _GLOB_CHARS if c in stripped)
+        root = stripped[:first].rsplit("/", 1)[0]
+        for path in sorted(fs.glob(stripped)):
+            if path.lower().endswith(".zip") and fs.isfile(path):
+                found.append((full_url(fs, path), posixpath.relpath(path, root)))
+        if not found:
+            raise ConfigError("inputs", f"{url} matches no .zip archive")
+        return found
+    root = stripped.rstrip("/")
+    if url.endswith("/") or fs.isdir(root):
+        for path in sorted(fs.find(root)):
+            if path.lower().endswith(".zip"):
+                found.append((full_url(fs, path), posixpath.relpath(path, root)))
+        if not found and not fs.exists(root):
+            raise ConfigError("inputs", f"{url} does not exist")
+        return found
+    if not fs.isfile(root):
+        raise ConfigError("inputs", f"{url} does not exist")
+    return [(full_url(fs, root), posixpath.basename(root))]
+
+
+def open_input(url: str, storage_options: Mapping[str, Any] | None = None) -> BinaryIO:
+    """A seekable binary file object reading url with range requests, one block cached."""
+    fs = filesystem(url, storage_options)
+    return fs.open(url, "rb", block_size=READ_BLOCK_BYTES, cache_type="readahead")
+
+
+def source_stat(url: str, storage_options: Mapping[str, Any] | None = None) -> tuple[int, int]:
+    """(size, mtime in ns or 0 when the backend has none) of a remote archive."""
+    info = filesystem(url, storage_options).info(url)
+    mtime = info.get("LastModified") or info.get("mtime") or info.get("created")
+    mtime_ns = 0
+    if hasattr(mtime, "timestamp"):
+        mtime_ns = int(mtime.timestamp() * 1e9)
+    elif isinstance(mtime, (int, float)):
+        mtime_ns = int(mtime * 1e9)
+    return int(info.get("size") or 0), mtime_ns
+
+
+def exists(url: str, storage_options: Mapping[str, Any] | None = None) -> bool:
+    return bool(filesystem(url, storage_options).exists(url))
+
+
+def read_bytes(url: str, storage_options: Mapping[str, Any] | None = None) -> bytes:
+    """The whole object; FileNotFoundError if there is none."""
+    return filesystem(url, storage_options).cat_file(url)
+
+
+def write_bytes(url: str, data: bytes, storage_options: Mapping[str, Any] | None = None) -> None:
+    """One PUT: object stores make a single-request upload visible whole or not at all."""
+    filesystem(url, storage_options).pipe_file(url, data)
+
+
+def upload(local_path: str, url: str, storage_options: Mapping[str, Any] | None = None) -> None:
+    """Copy a complete local file to url; it becomes visible once the upload completes."""
+    filesystem(url, storage_options).put_file(local_path, url)
+
+
+def remove_tree(url: str, storage_options: Mapping[str, Any] | None = None) -> None:
+    """Delete url and everything below it; nothing there is not an error."""
+    fs = filesystem(url, storage_options)
+    try:
+        fs.rm(url, recursive=True)
+    except FileNotFoundError:
+        pass
+    fs.invalidate_cache()

@@ -286,6 +286,14 @@ def test_ratio_limit_is_configurable(tmp_path):
     assert result.status == "converted"
 
 
+def test_explicit_ratio_limit_applies_to_small_members_too(tmp_path):
+    result = convert_next_to_good(
+        tmp_path, lambda p: zeros_member(p, "blob.bin", 2 << 20), max_ratio=50.0
+    )
+    assert result.status == "failed" and result.member == "blob.bin"
+    assert "max_ratio=50" in result.error
+
+
 @pytest.mark.parametrize("fmt", ["zarr", "hdf5"])
 def test_hostile_archive_in_hdf5_too(tmp_path, fmt):
     result = convert_next_to_good(tmp_path, _declares_less, fmt=fmt)

@@ -19,7 +19,11 @@ from .inflate import crc32, raw_decompressobj
 _LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")
 _LOCAL_SIGNATURE = b"PK\x03\x04"
 _INPUT_PIECE = 1 << 20
-RATIO_CHECK_MIN_BYTES = 256 << 20  # max_ratio applies to members declaring more than this
+# Without an explicit max_ratio, members over RATIO_CHECK_MIN_BYTES are refused above
+# DEFAULT_MAX_RATIO: an all-zero member deflates about 1030:1, so a smaller real one (a dead
+# sensor channel) still converts, and its output is bounded by its declared size anyway.
+DEFAULT_MAX_RATIO = 1000.0
+RATIO_CHECK_MIN_BYTES = 64 << 20
 _SUPPORTED_METHODS = {
     zipfile.ZIP_STORED: "stored",
     zipfile.ZIP_DEFLATED: "deflate",
@@ -139,7 +143,9 @@ def _check_no_overlap(archive: str, zf: zipfile.ZipFile) -> None:
             )
 
 
-def check_member(archive: str, member: Member, max_ratio: float, max_member_bytes: int) -> None:
+def check_member(
+    archive: str, member: Member, max_ratio: float | None, max_member_bytes: int
+) -> None:
     """Refuse what cannot or must not be inflated, before inflating anything."""
     if member.info.flag_bits & 0x1:
         raise ArchiveError(archive, member.name, "member is encrypted; decrypt the archive first")
@@ -157,17 +163,16 @@ def check_member(archive: str, member: Member, max_ratio: float, max_member_byte
             f"inflates to {member.file_size} bytes, over max_member_bytes={max_member_bytes}; "
             "raise the limit if this is expected",
         )
-    # Small members are exempt: an all-zero member deflates about 1030:1, and bounded output
-    # is harmless; the streaming size check stops a member that inflates past its declared size.
-    if (
-        member.file_size > RATIO_CHECK_MIN_BYTES
-        and member.file_size / max(member.compress_size, 1) > max_ratio
-    ):
+    # An explicit max_ratio applies to every member; the default only to large ones. The
+    # streaming size check stops a member that inflates past its declared size either way.
+    limit = DEFAULT_MAX_RATIO if max_ratio is None else max_ratio
+    checked = max_ratio is not None or member.file_size > RATIO_CHECK_MIN_BYTES
+    if checked and member.file_size and member.file_size / max(member.compress_size, 1) > limit:
         raise ArchiveError(
             archive,
             member.name,
-            f"compression ratio {member.file_size / member.compress_size:.0f} exceeds "
-            f"max_ratio={max_ratio:g} (possible decompression bomb); raise the limit if expected",
+            f"compression ratio {member.file_size / max(member.compress_size, 1):.0f} exceeds "
+            f"max_ratio={limit:g} (possible decompression bomb); raise max_ratio if expected",
         )
 
 

@@ -50,7 +50,8 @@ KEYS: dict[str, tuple[Any, str]] = {
     "slab_bytes": (8 << 20, "bytes inflated and written at a time per worker (whole chunks)"),
     "max_ratio": (
         1000.0,
-        "refuse members over 256 MiB whose inflated/deflated size ratio is higher (zip bombs)",
+        "refuse members whose inflated/deflated size ratio is higher (decompression bombs); "
+        "unset: 1000, checked on members over 64 MiB only (all-zero data deflates ~1030:1)",
     ),
     "max_member_bytes": (1 << 40, "refuse members larger than this when inflated"),
     "overwrite": (False, "redo every store even if it is complete and up to date"),
@@ -162,6 +163,8 @@ def _validate(key: str, value: Any, source: str | None) -> Any:
             raise ConfigError(key, f"{value!r} is not a mapping of option names to values", source)
         return dict(value)
     if key == "max_ratio":
+        if value is None:
+            return None
         _expect(value, (int, float), key, source, "a number")
         if value <= 1:
             raise ConfigError(key, f"{value} must be greater than 1", source)

@@ -22,7 +22,7 @@ class ConvertOptions:
     codec: str = "blosc-lz4"
     contiguous: bool = False  # Zarr: one uncompressed chunk per array, memory-mappable
     slab_bytes: int = 8 << 20
-    max_ratio: float = 1000.0
+    max_ratio: float | None = None  # None: the default limit, on large members only
     max_member_bytes: int = 1 << 40
     durable: bool = False
     debug: bool = False

@@ -32,15 +32,7 @@ class CodecPreset:
             if self.kind == "zstd":
                 return [ZstdCodec(level=self.level)]
             return [GzipCodec(level=self.level)]
-        import numcodecs
-
-        if self.kind == "blosc":
-            return numcodecs.Blosc(
-                cname=self.cname, clevel=self.level, shuffle=numcodecs.Blosc.SHUFFLE
-            )
-        if self.kind == "zstd":
-            return numcodecs.Zstd(level=self.level)
-        return numcodecs.GZip(level=self.level)
+        return self.numcodecs_codec()  # Zarr 2 takes the numcodecs codec itself
 
     def zarr3_codecs(self, itemsize: int) -> list[dict[str, Any]]:
         """The bytes-to-bytes codecs of a Zarr 3 array's metadata (after the `bytes` codec)."""

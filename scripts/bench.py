@@ -183,44 +183,71 @@ def ensure_data(folder: str, count: int, rows: int, kind: str = "uniform") -> st
 
 
 # ---------------------------------------------------------------- suites
-def compare_rows(
-    title: str, scenarios: list[str], floor_of: dict[str, str], data: str, args: argparse.Namespace
-) -> list[dict[str, object]]:
+def _row(suite, scenario, wall, vs="", ratio=None, target="", met=None, m=None, note=""):  # type: ignore[no-untyped-def]
+    m = m or {}
+    return {
+        "suite": suite,
+        "scenario": scenario,
+        "wall_s": round(wall, 3),
+        "vs": vs,
+        "ratio": None if ratio is None else round(ratio, 3),
+        "target": target,
+        "met": "" if met is None else ("yes" if met else "NO"),
+        "parent_peak_mb": round(m.get("parent_peak", 0) / 1e6, 1),
+        "worker_peak_mb": round(m.get("worker_peak", 0) / 1e6, 1),
+        "note": note,
+    }
+
+
+def best_of(
+    title: str, scenarios: list[str], data: str, args: argparse.Namespace
+) -> dict[str, dict[str, float]]:
+    """Every scenario in a fresh child, alternating, --repeat rounds; the fastest of each."""
     best: dict[str, dict[str, float]] = {}
     for round_ in range(args.repeat):
         for name in scenarios:
             m = _child(name, data, os.path.join(args.work, "out"), args.workers)
-            print(f"  [{title} round {round_ + 1}] {name:<22} {m['wall']:7.2f} s", flush=True)
+            print(f"  [{title} round {round_ + 1}] {name:<24} {m['wall']:7.2f} s", flush=True)
             if name not in best or m["wall"] < best[name]["wall"]:
                 best[name] = m
+    return best
+
+
+def compare_rows(
+    title: str,
+    scenarios: list[str],
+    floor_of: dict[str, tuple[str, float]],
+    data: str,
+    args: argparse.Namespace,
+) -> list[dict[str, object]]:
+    """Rows with each scenario's ratio to its floor and whether it meets the target ratio."""
+    best = best_of(title, scenarios, data, args)
     rows = []
     for name in scenarios:
         m = best[name]
-        floor = floor_of.get(name)
+        floor, target = floor_of.get(name, ("", 0.0))
         ratio = m["wall"] / best[floor]["wall"] if floor else None
-        rows.append(
-            {
-                "suite": title,
-                "scenario": name,
-                "wall_s": round(m["wall"], 3),
-                "vs": floor or "",
-                "ratio": None if ratio is None else round(ratio, 3),
-                "parent_peak_mb": round(m["parent_peak"] / 1e6, 1),
-                "worker_peak_mb": round(m["worker_peak"] / 1e6, 1),
-            }
-        )
+        met = None if ratio is None else ratio <= target
+        target_text = f"<= {target:.2f}x" if floor else ""
+        rows.append(_row(title, name, m["wall"], floor, ratio, target_text, met, m))
     return rows
 
 
 def suite_seed(args: argparse.Namespace, count: int) -> list[dict[str, object]]:
     data = ensure_data(os.path.join(args.work, f"seed-{count}"), count, args.rows)
     scenarios = ["floor", "zarr:blosc-lz4", "hdf5:none", "seed-memmap"]
-    floors = {"zarr:blosc-lz4": "floor", "hdf5:none": "floor", "seed-memmap": "floor"}
-    return compare_rows(f"seed x{count}", scenarios, floors, data, args)
+    floors = {"zarr:blosc-lz4": ("floor", 1.3), "hdf5:none": ("floor", 1.3)}
+    rows = compare_rows(f"seed x{count}", scenarios, floors, data, args)
+    for r in rows:
+        if r["scenario"] in floors:
+            ok = float(r["parent_peak_mb"]) < 80
+            r["note"] = f"parent peak < 80 MB: {'yes' if ok else 'NO'}"
+    return rows
 
 
 def suite_throughput(args: argparse.Namespace) -> list[dict[str, object]]:
-    data = ensure_data(os.path.join(args.work, f"seed-{args.count}"), args.count, args.rows)
+    count = args.throughput_count
+    data = ensure_data(os.path.join(args.work, f"seed-{count}"), count, args.rows)
     scenarios = [
         "floor",
         "hdf5:none",
@@ -230,24 +257,171 @@ def suite_throughput(args: argparse.Namespace) -> list[dict[str, object]]:
         "zarr:blosc-zstd",
     ]
     floors = {
-        "hdf5:none": "floor",
-        "zarr:blosc-lz4": "floor+blosc-lz4",
-        "zarr:blosc-zstd": "floor+blosc-zstd",
+        "hdf5:none": ("floor", 1.1),
+        "zarr:blosc-lz4": ("floor+blosc-lz4", 1.1),
+        "zarr:blosc-zstd": ("floor+blosc-zstd", 1.2),
     }
-    return compare_rows(f"throughput x{args.count}", scenarios, floors, data, args)
+    return compare_rows(f"throughput x{count}", scenarios, floors, data, args)
 
 
-def print_table(rows: list[dict[str, object]]) -> None:
-    print(
-        f"\n{'suite':<18} {'scenario':<22} {'wall s':>8} {'ratio':>7} {'vs':<18} "
-        f"{'parent MB':>9} {'worker MB':>9}"
-    )
+def suite_big(args: argparse.Namespace) -> list[dict[str, object]]:
+    """One archive with a single 1 GiB member against single-threaded stdlib inflate of it."""
+    data = ensure_data(os.path.join(args.work, "big-1g"), 1, (1 << 30) // 16)
+    base = "stdlib-inflate-1thread"
+    scenarios = [base, "hdf5:none", "zarr:blosc-lz4"]
+    floors = {"hdf5:none": (base, 0.6), "zarr:blosc-lz4": (base, 0.6)}
+    rows = compare_rows("one 1 GiB member", scenarios, floors, data, args)
+    for r in rows:
+        if r["scenario"] in floors:
+            ok = float(r["worker_peak_mb"]) < 150
+            r["note"] = f"worker peak < 150 MB: {'yes' if ok else 'NO'}"
+    return rows
+
+
+def suite_small(args: argparse.Namespace) -> list[dict[str, object]]:
+    """2,000 archives of 1,000 x 4: per-archive overhead, in archives per second."""
+    data = ensure_data(os.path.join(args.work, "small-2000"), 2000, 1000)
+    best = best_of("2000 small", ["zarr:blosc-lz4", "hdf5:none"], data, args)
+    rows = []
+    for name, m in best.items():
+        rate = 2000 / m["wall"]
+        target = ">= 400 archives/s"
+        note = f"{rate:.0f} archives/s"
+        rows.append(
+            _row("2000 x (1000 x 4)", name, m["wall"], "", None, target, rate >= 400, m, note)
+        )
+    return rows
+
+
+def _time_command(argv: list[str], repeat: int) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        subprocess.run(argv, check=True, capture_output=True)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def suite_startup(args: argparse.Namespace) -> list[dict[str, object]]:
+    """Wall time of whole commands, as a user runs them (best of 5)."""
+    data = ensure_data(os.path.join(args.work, "tiny"), 1, 1000)
+    exe = os.path.join(os.path.dirname(sys.executable), "zconvert")
+    out = os.path.join(args.work, "out-tiny")
+    shutil.rmtree(out, ignore_errors=True)
+    tiny = _time_command([exe, "convert", data, "-o", out, "--overwrite", "-q"], 5)
+    version = _time_command([exe, "--version"], 5)
+    python = _time_command([sys.executable, "-c", "pass"], 5)
+    shutil.rmtree(out, ignore_errors=True)
+    note = f"bare `python -c pass`: {python:.3f} s"
+    return [
+        _row(
+            "start-up",
+            "convert one 1000 x 4 archive",
+            tiny,
+            "",
+            None,
+            "<= 0.25 s",
+            tiny <= 0.25,
+            None,
+            note,
+        ),
+        _row(
+            "start-up",
+            "zconvert --version",
+            version,
+            "",
+            None,
+            "<= 0.10 s",
+            version <= 0.1,
+            None,
+            note,
+        ),
+    ]
+
+
+CODEC_COMBOS = [
+    (fmt, codec)
+    for fmt in ("zarr", "hdf5")
+    for codec in ("none", "blosc-lz4", "blosc-zstd", "zstd", "gzip")
+]
+
+READ_BACK = """
+import sys, time, zconvert
+refs = zconvert.refs(sys.argv[1])
+start = time.perf_counter()
+for ref in refs:
+    ref.read()
+print(time.perf_counter() - start)
+"""
+
+
+def suite_codecs(args: argparse.Namespace) -> list[dict[str, object]]:
+    """Ratio, write and read speed of every preset on uniform random and smooth data."""
+    import zconvert
+
+    rows: list[dict[str, object]] = []
+    for kind in ("uniform", "smooth"):
+        folder = os.path.join(args.work, f"codecs-{kind}")
+        data = ensure_data(folder, args.codec_count, args.rows, kind)
+        for fmt, codec in CODEC_COMBOS:
+            out = os.path.join(args.work, "out-codecs")
+            shutil.rmtree(out, ignore_errors=True)
+            start = time.perf_counter()
+            report = zconvert.convert(
+                data, out, format=fmt, codec=codec, workers=args.workers, executor="local"
+            )
+            wall = time.perf_counter() - start
+            assert report.ok, report.failed[:1]
+            stored = sum(a.stored_bytes or 0 for r in report.results for a in r.arrays)
+            proc = subprocess.run(
+                [sys.executable, "-c", READ_BACK, out], check=True, capture_output=True, text=True
+            )
+            read_s = float(proc.stdout.split()[-1])
+            shutil.rmtree(out, ignore_errors=True)
+            row = {
+                "kind": kind,
+                "format": fmt,
+                "codec": codec,
+                "ratio": round(report.bytes_out / stored, 3),
+                "write_mb_s": round(report.bytes_out / wall / 1e6),
+                "read_mb_s": round(report.bytes_out / read_s / 1e6),
+            }
+            rows.append(row)
+            print(
+                f"  [codecs] {kind:<8} {fmt:<5} {codec:<11} ratio {row['ratio']:.2f} "
+                f"write {row['write_mb_s']} MB/s read {row['read_mb_s']} MB/s",
+                flush=True,
+            )
+    return rows
+
+
+# ---------------------------------------------------------------- output
+COLUMNS = "| suite | scenario | wall s | ratio | vs | target | met | parent peak MB | worker peak MB | note |"
+
+
+def table_lines(rows: list[dict[str, object]]) -> list[str]:
+    lines = [COLUMNS, "|---|---|---:|---:|---|---|---|---:|---:|---|"]
     for r in rows:
         ratio = "" if r["ratio"] is None else f"{r['ratio']:.2f}x"
-        print(
-            f"{r['suite']:<18} {r['scenario']:<22} {r['wall_s']:>8.2f} {ratio:>7} {r['vs']:<18} "
-            f"{r['parent_peak_mb']:>9.1f} {r['worker_peak_mb']:>9.1f}"
+        lines.append(
+            f"| {r['suite']} | {r['scenario']} | {r['wall_s']:.3f} | {ratio} | {r['vs']} | "
+            f"{r['target']} | {r['met']} | {r['parent_peak_mb']:.1f} | {r['worker_peak_mb']:.1f} | "
+            f"{r['note']} |"
         )
+    return lines
+
+
+def codec_lines(rows: list[dict[str, object]]) -> list[str]:
+    lines = [
+        "| data | format | codec | ratio | write MB/s | read MB/s |",
+        "|---|---|---|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['kind']} | {r['format']} | {r['codec']} | {r['ratio']:.2f} | "
+            f"{r['write_mb_s']} | {r['read_mb_s']} |"
+        )
+    return lines
 
 
 def machine_line() -> str:
@@ -272,25 +446,38 @@ def machine_line() -> str:
     )
 
 
-def write_markdown(path: str, rows: list[dict[str, object]], command: str) -> None:
+def write_markdown(
+    path: str, rows: list[dict[str, object]], codecs: list[dict[str, object]], command: str
+) -> None:
     lines = [
         "# Benchmarks",
         "",
         f"Machine: {machine_line()}.",
-        f"Command: `{command}` ({time.strftime('%Y-%m-%d')}). Best of the rounds; ratios are",
-        "measured side by side in the same run (the machine is shared and noisy: compare ratios).",
         "",
-        "| suite | scenario | wall s | ratio | vs | parent peak MB | worker peak MB |",
-        "|---|---|---:|---:|---|---:|---:|",
+        f"Command: `{command}` ({time.strftime('%Y-%m-%d')}). Every scenario runs in a fresh",
+        "process, alternating with the others; the best of the rounds is kept. Ratios are",
+        "measured side by side in the same run: the machine is shared and noisy, so compare",
+        "ratios, not seconds.",
+        "",
+        *table_lines(rows),
     ]
-    for r in rows:
-        ratio = "" if r["ratio"] is None else f"{r['ratio']:.2f}x"
-        lines.append(
-            f"| {r['suite']} | {r['scenario']} | {r['wall_s']:.2f} | {ratio} | {r['vs']} | "
-            f"{r['parent_peak_mb']:.1f} | {r['worker_peak_mb']:.1f} |"
-        )
+    if codecs:
+        lines += [
+            "",
+            "## Codec presets",
+            "",
+            CODEC_NOTE,
+            "",
+            *codec_lines(codecs),
+        ]
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
+
+
+CODEC_NOTE = (
+    "Ratio = raw bytes / stored bytes; write = raw MB/s of a whole 2-worker run, pool start"
+    " included; read = raw MB/s reading every array back in one fresh process."
+)
 
 
 def read_previous(path: str) -> dict[tuple[str, str], float]:
@@ -299,11 +486,14 @@ def read_previous(path: str) -> dict[tuple[str, str], float]:
         with open(path) as f:
             for line in f:
                 cells = [c.strip() for c in line.strip().strip("|").split("|")]
-                if len(cells) == 7 and re.fullmatch(r"[\d.]+x", cells[3]):
+                if len(cells) == 10 and re.fullmatch(r"[\d.]+x", cells[3]):
                     previous[(re.sub(r" x\d+$", "", cells[0]), cells[1])] = float(cells[3][:-1])
     except FileNotFoundError:
         pass
     return previous
+
+
+SUITES = ("seed", "seed60", "throughput", "big", "small", "startup", "codecs")
 
 
 def main() -> None:
@@ -314,8 +504,10 @@ def main() -> None:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--suite", default="seed", help="seed | throughput | all (comma-separated)")
-    p.add_argument("--count", type=int, default=15)
+    p.add_argument("--suite", default="seed", help=f"{' | '.join(SUITES)} | all (comma-separated)")
+    p.add_argument("--count", type=int, default=15, help="archives in the seed suite")
+    p.add_argument("--throughput-count", type=int, default=60, help="archives, throughput suite")
+    p.add_argument("--codec-count", type=int, default=4, help="archives per data kind, codecs")
     p.add_argument("--rows", type=int, default=2_000_000)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--repeat", type=int, default=2)
@@ -327,7 +519,10 @@ def main() -> None:
     previous = read_previous(args.compare) if args.compare else {}
     suites = {s.strip() for s in args.suite.split(",")}
     if "all" in suites:
-        suites = {"seed", "seed60", "throughput"}
+        suites = set(SUITES)
+    unknown = suites - set(SUITES)
+    if unknown:
+        p.error(f"unknown suite {', '.join(sorted(unknown))}")
     rows: list[dict[str, object]] = []
     if "seed" in suites:
         rows += suite_seed(args, args.count)
@@ -335,15 +530,25 @@ def main() -> None:
         rows += suite_seed(args, 60)
     if "throughput" in suites:
         rows += suite_throughput(args)
-    print_table(rows)
+    if "big" in suites:
+        rows += suite_big(args)
+    if "small" in suites:
+        rows += suite_small(args)
+    if "startup" in suites:
+        rows += suite_startup(args)
+    codecs = suite_codecs(args) if "codecs" in suites else []
+    print()
+    print("\n".join(table_lines(rows)))
+    if codecs:
+        print("\n".join(["", *codec_lines(codecs)]))
     if previous:
         print("\nratio changes against", args.compare)
         for r in rows:
             key = (re.sub(r" x\d+$", "", str(r["suite"])), str(r["scenario"]))
             if r["ratio"] is not None and key in previous:
-                print(f"  {key[0]:<12} {key[1]:<22} {previous[key]:.2f}x -> {r['ratio']:.2f}x")
+                print(f"  {key[0]:<18} {key[1]:<24} {previous[key]:.2f}x -> {r['ratio']:.2f}x")
     if args.md:
-        write_markdown(args.md, rows, "python scripts/bench.py " + " ".join(sys.argv[1:]))
+        write_markdown(args.md, rows, codecs, "python scripts/bench.py " + " ".join(sys.argv[1:]))
         print(f"\nwrote {args.md}")
 
 

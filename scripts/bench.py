@@ -67,15 +67,23 @@ def _floor_task(args: tuple[str, str | None]) -> int:
             left = info.compress_size
             crc = 0
             pending = b""
+            chunk = bytearray(chunk_bytes)  # a compressor needs whole chunks: assemble them
+            filled = 0
             while left or pending:
                 if not pending:
                     pending = f.read(min(1 << 20, left))
                     left -= len(pending)
-                out = d.decompress(pending, chunk_bytes)
+                out = d.decompress(pending, chunk_bytes - filled if encoder else chunk_bytes)
                 pending = d.unconsumed_tail
                 crc = crc32(out, crc)
                 if encoder is not None and out:
-                    encoder.encode(np.frombuffer(out, dtype="<f4"))
+                    chunk[filled : filled + len(out)] = out
+                    filled += len(out)
+                    if filled == chunk_bytes:
+                        encoder.encode(np.frombuffer(chunk, dtype="<f4"))
+                        filled = 0
+            if encoder is not None and filled:
+                encoder.encode(np.frombuffer(chunk, dtype="<f4"))  # the padded edge chunk
             assert crc == info.CRC
     return _vmhwm()
 

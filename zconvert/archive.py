@@ -19,6 +19,9 @@ from .inflate import crc32, raw_decompressobj
 _LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")
 _LOCAL_SIGNATURE = b"PK\x03\x04"
 _INPUT_PIECE = 1 << 20
+# Inflate output comes as new bytes objects; 1 MiB ones are recycled by malloc, while larger
+# ones are mapped and unmapped by the kernel each time (page faults cost as much as a copy).
+_OUTPUT_PIECE = 1 << 20
 # Without an explicit max_ratio, members over RATIO_CHECK_MIN_BYTES are refused above
 # DEFAULT_MAX_RATIO: an all-zero member deflates about 1030:1, so a smaller real one (a dead
 # sensor channel) still converts, and its output is bounded by its declared size anyway.
@@ -250,7 +253,7 @@ class MemberReader:
                 self._pending = piece
             try:
                 # max_length bounds the output: a tiny piece of a bomb cannot return gigabytes.
-                chunk = d.decompress(self._pending, want - filled)
+                chunk = d.decompress(self._pending, min(want - filled, _OUTPUT_PIECE))
             except Exception as exc:  # zlib.error / isal error: corrupt deflate data
                 raise ArchiveError(
                     self.archive, self.member.name, f"corrupt deflate data ({exc})"

@@ -144,6 +144,12 @@ def _add_convert_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--overwrite", default=S, action="store_true", help="redo every store")
     p.add_argument(
+        "--direct-io",
+        default=S,
+        action=argparse.BooleanOptionalAction,
+        help="write array data around the page cache (O_DIRECT) where possible (default: on)",
+    )
+    p.add_argument(
         "--durable",
         default=S,
         action="store_true",

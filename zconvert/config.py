@@ -60,6 +60,11 @@ KEYS: dict[str, tuple[Any, str]] = {
         "fsync every store before publishing it: survives power loss, costs a disk flush per store "
         "(without it a store is still never incomplete after a crash or kill of zconvert)",
     ),
+    "direct_io": (
+        True,
+        "write array data with O_DIRECT where the file system allows it: far less kernel CPU "
+        "than the page cache; false for ordinary buffered writes",
+    ),
     "debug": (False, "keep tracebacks of failures (the CLI's --debug)"),
 }
 
@@ -169,7 +174,7 @@ def _validate(key: str, value: Any, source: str | None) -> Any:
         if value <= 1:
             raise ConfigError(key, f"{value} must be greater than 1", source)
         return float(value)
-    if key in ("overwrite", "debug", "durable", "contiguous"):
+    if key in ("overwrite", "debug", "durable", "contiguous", "direct_io"):
         return _expect(value, bool, key, source, "true or false")
     raise ConfigError(key, f"unknown key; known keys are {', '.join(KEYS)}", source)
 

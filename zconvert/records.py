@@ -25,6 +25,7 @@ class ConvertOptions:
     max_ratio: float | None = None  # None: the default limit, on large members only
     max_member_bytes: int = 1 << 40
     durable: bool = False
+    direct_io: bool = True  # write large data around the page cache where possible
     debug: bool = False
 
 

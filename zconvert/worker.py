@@ -18,6 +18,7 @@ import numpy as np
 
 from ._version import __version__
 from .archive import Member, MemberReader, check_member, list_members, open_archive
+from .directio import slab_buffers
 from .errors import ArchiveError
 from .records import ArrayRecord, ConvertOptions, Result, Task
 from .resume import OPTIONS_ATTR, options_fingerprint
@@ -120,7 +121,8 @@ def _convert(task: Task) -> tuple[list[ArrayRecord], int, int]:
             slab_rows_max = chunk_rows * slab_chunks
             longest = max(s[0] for s in shapes)
             buffer_rows = min(slab_rows_max, max(longest, 1))
-            buffers = [np.empty((buffer_rows, *row_shape), dtype=dtype) for _ in range(2)]
+            # Page-aligned, so the sinks can hand slabs to O_DIRECT writes without a copy.
+            buffers = slab_buffers(buffer_rows, row_shape, dtype)
             records = []
             for member, shape, dim_names in zip(members, shapes, dims, strict=True):
                 records.append(

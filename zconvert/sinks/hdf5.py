@@ -14,6 +14,7 @@ import h5py
 import numpy as np
 
 from ..codecs import get_preset
+from ..directio import FileWriter
 from ..records import ConvertOptions
 from . import ArraySpec
 from ._atomic import publish, remove_path, temp_sibling
@@ -29,6 +30,9 @@ class HDF5Sink:
         self.temp_path = temp_sibling(final_path)
         self.filters = get_preset(options.codec).hdf5_kwargs()
         self.durable = options.durable
+        self.direct_io = options.direct_io
+        self._raw: FileWriter | None = None  # writes contiguous data at its file offset
+        self._offsets: dict[str, int] = {}
         os.makedirs(os.path.dirname(final_path), exist_ok=True)
         # The default libver keeps files readable by older HDF5 tools (1.10).
         self.file = h5py.File(
@@ -55,6 +59,9 @@ class HDF5Sink:
             dset = self.file.create_dataset(
                 spec.name, shape=spec.shape, dtype=spec.dtype, dcpl=dcpl
             )
+            offset = dset.id.get_offset()
+            if offset is not None:
+                self._offsets[dset.name] = offset
         for dim, label in zip(dset.dims, spec.dimension_names, strict=True):
             dim.label = label
         dset.attrs.update(spec.attributes)
@@ -62,17 +69,36 @@ class HDF5Sink:
         return dset
 
     def write_slab(self, handle: h5py.Dataset, row_start: int, slab: np.ndarray) -> None:
-        handle[row_start : row_start + len(slab)] = slab
+        offset = self._offsets.get(handle.name)
+        if offset is None:
+            handle[row_start : row_start + len(slab)] = slab
+            return
+        # A contiguous, early-allocated dataset is a fixed byte range of the file that HDF5
+        # never writes itself (no fill): the slab's bytes go there directly, around HDF5
+        # and, where possible, around the page cache.
+        if self._raw is None:
+            self._raw = FileWriter(self.temp_path, create=False, enabled=self.direct_io)
+        row_bytes = slab.nbytes // max(len(slab), 1)
+        self._raw.pwrite(
+            memoryview(np.ascontiguousarray(slab)).cast("B"), offset + row_start * row_bytes
+        )
+
+    def _close_raw(self) -> None:
+        if self._raw is not None:
+            self._raw.close()
+            self._raw = None
 
     def finish_array(self, handle: h5py.Dataset) -> int | None:
         return int(handle.id.get_storage_size())
 
     def commit(self) -> None:
+        self._close_raw()
         self.file.close()
         publish(self.temp_path, self.final_path, self.durable)
 
     def abort(self) -> None:
         try:
+            self._close_raw()
             if self.file.id.valid:
                 self.file.close()
         except Exception:  # e.g. the disk is still full: the original error is the one to report

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..codecs import get_preset
+from ..directio import FileWriter
 from ..records import ConvertOptions
 from . import ArraySpec
 from ._atomic import publish, remove_path, temp_sibling
@@ -70,6 +71,7 @@ class ZarrSink:
         self.preset = get_preset(options.codec)
         self.codec = self.preset.numcodecs_codec()
         self.durable = options.durable
+        self.direct_io = options.direct_io
         os.makedirs(self.temp_path)
         self._write_group(self.temp_path, attributes)
 
@@ -139,13 +141,13 @@ class ZarrSink:
         _write_json(os.path.join(path, ".zattrs"), attributes)
         return _ZarrArray(path, spec.shape, spec.chunks, dtype, "", ".")
 
-    def _open_chunk(self, array: _ZarrArray, index: int, mode: str) -> Any:
+    def _open_chunk(self, array: _ZarrArray, index: int, create: bool) -> FileWriter:
         path = array.chunk_path(index)
         folder = os.path.dirname(path)
         if folder not in array.chunk_dirs:
             os.makedirs(folder, exist_ok=True)
             array.chunk_dirs.add(folder)
-        return open(path, mode)
+        return FileWriter(path, create=create, enabled=self.direct_io)
 
     def write_slab(self, handle: _ZarrArray, row_start: int, slab: np.ndarray) -> None:
         chunk_rows = handle.chunks[0]
@@ -161,8 +163,8 @@ class ZarrSink:
                 padded[: len(piece)] = piece
                 piece = padded
             encoded = self.codec.encode(piece)
-            with self._open_chunk(handle, (row_start + offset) // chunk_rows, "wb") as f:
-                f.write(encoded)
+            with self._open_chunk(handle, (row_start + offset) // chunk_rows, True) as f:
+                f.pwrite(encoded, 0)
             handle.stored_bytes += len(encoded)
 
     def _write_raw(self, handle: _ZarrArray, row_start: int, slab: np.ndarray) -> None:
@@ -175,9 +177,8 @@ class ZarrSink:
         while done < len(raw):
             index, within = divmod(row, chunk_rows)
             take = min(len(raw) - done, (chunk_rows - within) * row_bytes)
-            with self._open_chunk(handle, index, "r+b" if within else "wb") as f:
-                f.seek(within * row_bytes)
-                f.write(raw[done : done + take])
+            with self._open_chunk(handle, index, create=not within) as f:
+                f.pwrite(raw[done : done + take], within * row_bytes)
                 end = within * row_bytes + take
                 if end < chunk_bytes and row + take // row_bytes >= handle.shape[0]:
                     f.truncate(chunk_bytes)  # pad the edge chunk with zeros (the fill value)

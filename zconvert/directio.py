@@ -1,0 +1,121 @@
+"""Write large files around the page cache (O_DIRECT), where the file system allows it.
+
+Measured here: writing 480 MB through the page cache costs 0.75-1.4 s of kernel CPU, about
+as much as inflating it; with O_DIRECT the same writes cost 0.03 s of CPU and run at disk
+speed (1.6-1.8 GB/s). A converter writes each byte once and does not read it back, so the
+page cache buys nothing. O_DIRECT needs page-aligned memory, offsets and lengths: aligned
+pieces go direct, anything else (a file's unaligned tail) goes through an ordinary
+descriptor, and file systems without O_DIRECT (tmpfs) get ordinary writes throughout.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import mmap
+import os
+import threading
+
+import numpy as np
+
+ALIGN = 4096
+_O_DIRECT = getattr(os, "O_DIRECT", 0)
+_staging = threading.local()  # one aligned copy buffer per thread, reused by every writer
+
+
+_slabs = threading.local()  # slab buffers kept for the next task of the same thread
+
+
+def slab_buffers(rows: int, row_shape: tuple[int, ...], dtype: np.dtype | str) -> list[np.ndarray]:
+    """Two page-aligned arrays of `rows` rows, reused by every task this thread runs.
+
+    Page-aligned so that slabs go to O_DIRECT writes without a copy; reused because mapping
+    16 MiB afresh for every archive cost 4,000 page faults each (a tenth of the kernel time).
+    """
+    dtype = np.dtype(dtype)
+    count = rows * int(np.prod(row_shape, dtype=np.int64))
+    nbytes = max(1, count * dtype.itemsize)
+    maps = getattr(_slabs, "maps", None)
+    if maps is None or len(maps[0]) < nbytes:
+        size = (nbytes + ALIGN - 1) // ALIGN * ALIGN
+        maps = _slabs.maps = [mmap.mmap(-1, size) for _ in range(2)]
+    return [np.frombuffer(m, dtype=dtype, count=count).reshape(rows, *row_shape) for m in maps]
+
+
+def _address(view: memoryview) -> int:
+    return ctypes.addressof(ctypes.c_char.from_buffer(view)) if not view.readonly else -1
+
+
+class FileWriter:
+    """Positional writes into one file, direct where aligned; `close()` makes it complete.
+
+    `enabled=False` (or a file system that refuses O_DIRECT) means ordinary writes only.
+    """
+
+    def __init__(self, path: str, *, create: bool = True, enabled: bool = True) -> None:
+        flags = os.O_WRONLY | (os.O_CREAT | os.O_TRUNC if create else 0)
+        self.path = path
+        self._fd = os.open(path, flags, 0o666)
+        self._direct_fd = -1
+        if enabled and _O_DIRECT:
+            try:
+                self._direct_fd = os.open(path, os.O_WRONLY | _O_DIRECT)
+            except OSError:  # EINVAL: this file system has no O_DIRECT
+                self._direct_fd = -1
+        self.size = 0
+
+    def pwrite(self, data: memoryview | bytes, offset: int) -> None:
+        """Write all of `data` at `offset`."""
+        view = memoryview(data).cast("B")
+        end = offset + len(view)
+        if self._direct_fd >= 0 and offset % ALIGN == 0 and len(view) >= ALIGN:
+            direct = len(view) // ALIGN * ALIGN
+            source = view[:direct]
+            if _address(source) % ALIGN:
+                source = self._stage(source)
+            if self._write_all(self._direct_fd, source, offset):
+                view = view[direct:]
+                offset += direct
+        if len(view):
+            self._write_all(self._fd, view, offset)
+        self.size = max(self.size, end)
+
+    def _stage(self, source: memoryview) -> memoryview:
+        """Copy into page-aligned memory (compressed chunks arrive in ordinary bytes)."""
+        buffer = getattr(_staging, "buffer", None)
+        if buffer is None or len(buffer) < len(source):
+            buffer = _staging.buffer = mmap.mmap(-1, (len(source) + ALIGN - 1) // ALIGN * ALIGN)
+        staged = memoryview(buffer)[: len(source)]
+        staged[:] = source
+        return staged
+
+    def _write_all(self, fd: int, view: memoryview, offset: int) -> bool:
+        while len(view):
+            try:
+                n = os.pwrite(fd, view, offset)
+            except OSError as exc:
+                if fd == self._direct_fd and exc.errno == 22:  # EINVAL: fall back for good
+                    os.close(self._direct_fd)
+                    self._direct_fd = -1
+                    return False
+                raise
+            view = view[n:]
+            offset += n
+        return True
+
+    def truncate(self, size: int) -> None:
+        os.ftruncate(self._fd, size)
+        self.size = size
+
+    def close(self) -> None:
+        if self._direct_fd >= 0:
+            os.close(self._direct_fd)
+            self._direct_fd = -1
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __enter__(self) -> FileWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

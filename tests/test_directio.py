@@ -16,12 +16,14 @@ from .conftest import float_rows, make_zip
 @pytest.mark.parametrize("enabled", [True, False])
 def test_unaligned_sources_offsets_and_tails_land_intact(tmp_path, enabled):
     rng = np.random.default_rng(0)
-    blob = rng.integers(0, 255, size=3 * ALIGN * 5 + 123, dtype=np.uint8).tobytes()
+    blob = rng.integers(0, 255, size=ALIGN * 300 + 123, dtype=np.uint8).tobytes()
+    half = ALIGN * 100  # over DIRECT_MIN_BYTES: these pieces go direct when enabled
     path = tmp_path / "f.bin"
     with FileWriter(str(path), enabled=enabled) as w:
         w.pwrite(memoryview(blob)[1:], 1)  # unaligned offset: ordinary write
-        w.pwrite(memoryview(blob)[: ALIGN * 2], 0)  # aligned offset, unaligned source memory
-        w.pwrite(blob[ALIGN * 2 :], ALIGN * 2)  # aligned offset with an unaligned tail
+        w.pwrite(memoryview(blob)[:half], 0)  # aligned offset, unaligned source memory
+        w.pwrite(blob[half:], half)  # aligned offset with an unaligned tail
+        assert (w._direct_fd >= 0) == (enabled and bool(os.O_DIRECT))
     assert path.read_bytes() == blob
 
 

@@ -15,6 +15,7 @@ from typing import Any, BinaryIO
 
 from .errors import ArchiveError
 from .inflate import crc32, raw_decompressobj
+from .parallel_inflate import open_parallel
 
 _LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")
 _LOCAL_SIGNATURE = b"PK\x03\x04"
@@ -183,7 +184,12 @@ class MemberReader:
     """Reads one member's inflated bytes into caller buffers, checking CRC32 and size at the end."""
 
     def __init__(
-        self, archive: str, fileobj: BinaryIO, zf: zipfile.ZipFile, member: Member
+        self,
+        archive: str,
+        fileobj: BinaryIO,
+        zf: zipfile.ZipFile,
+        member: Member,
+        inflate_threads: int = 1,
     ) -> None:
         self.archive = archive
         self.member = member
@@ -198,10 +204,17 @@ class MemberReader:
             )
         try:
             if member.method == zipfile.ZIP_DEFLATED:
-                fileobj.seek(self._data_offset())
-                self._remaining_in = member.compress_size
-                self._pending: Any = b""
-                self._raw = raw_decompressobj()
+                offset = self._data_offset()
+                # A large member with cores to spare inflates on several threads; it is read
+                # through the same bounded readinto loop as zipfile's streams.
+                self._zip_stream = open_parallel(
+                    fileobj, offset, member.compress_size, inflate_threads
+                )
+                if self._zip_stream is None:
+                    fileobj.seek(offset)
+                    self._remaining_in = member.compress_size
+                    self._pending: Any = b""
+                    self._raw = raw_decompressobj()
             else:
                 # zipfile checks its own CRC too; ours runs anyway so both paths report alike.
                 self._zip_stream = zf.open(member.info)

@@ -150,6 +150,13 @@ def _add_convert_options(p: argparse.ArgumentParser) -> None:
         help="write array data around the page cache (O_DIRECT) where possible (default: on)",
     )
     p.add_argument(
+        "--parallel-inflate",
+        default=S,
+        action="store_true",
+        help="inflate a large member on idle cores (rapidgzip): faster for one huge archive, "
+        "more memory",
+    )
+    p.add_argument(
         "--durable",
         default=S,
         action="store_true",

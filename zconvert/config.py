@@ -36,7 +36,7 @@ KEYS: dict[str, tuple[Any, str]] = {
     "workers": (2, "worker processes; default: CPU count"),
     "executor": (
         "auto",
-        "auto (default: the local pool, or in-process for jobs under 16 MiB) | local (process pool) "
+        "auto (default: the local pool; in-process for one archive or under 16 MiB) | local (pool) "
         "| serial (in-process, for debugging) | dask (dask.distributed)",
     ),
     "scheduler": (
@@ -64,6 +64,11 @@ KEYS: dict[str, tuple[Any, str]] = {
         True,
         "write array data with O_DIRECT where the file system allows it: far less kernel CPU "
         "than the page cache; false for ordinary buffered writes",
+    ),
+    "parallel_inflate": (
+        False,
+        "inflate a large member (64 MiB+ deflated) on cores the run leaves idle, with rapidgzip: "
+        "about 1.3x faster for one huge archive, but up to ~150 MB more memory per worker",
     ),
     "debug": (False, "keep tracebacks of failures (the CLI's --debug)"),
 }
@@ -174,7 +179,7 @@ def _validate(key: str, value: Any, source: str | None) -> Any:
         if value <= 1:
             raise ConfigError(key, f"{value} must be greater than 1", source)
         return float(value)
-    if key in ("overwrite", "debug", "durable", "contiguous", "direct_io"):
+    if key in ("overwrite", "debug", "durable", "contiguous", "direct_io", "parallel_inflate"):
         return _expect(value, bool, key, source, "true or false")
     raise ConfigError(key, f"unknown key; known keys are {', '.join(KEYS)}", source)
 

@@ -19,6 +19,7 @@ import numpy as np
 
 ALIGN = 4096
 _O_DIRECT = getattr(os, "O_DIRECT", 0)
+DIRECT_MIN_BYTES = 256 << 10  # below this, the page cache costs less than another open()
 _staging = threading.local()  # one aligned copy buffer per thread, reused by every writer
 
 
@@ -56,18 +57,24 @@ class FileWriter:
         self.path = path
         self._fd = os.open(path, flags, 0o666)
         self._direct_fd = -1
-        if enabled and _O_DIRECT:
+        # Opened on the first large write: small files (tiny archives) skip the extra open().
+        self._direct_wanted = bool(enabled and _O_DIRECT)
+        self.size = 0
+
+    def _direct(self) -> int:
+        if self._direct_fd < 0 and self._direct_wanted:
+            self._direct_wanted = False
             try:
-                self._direct_fd = os.open(path, os.O_WRONLY | _O_DIRECT)
+                self._direct_fd = os.open(self.path, os.O_WRONLY | _O_DIRECT)
             except OSError:  # EINVAL: this file system has no O_DIRECT
                 self._direct_fd = -1
-        self.size = 0
+        return self._direct_fd
 
     def pwrite(self, data: memoryview | bytes, offset: int) -> None:
         """Write all of `data` at `offset`."""
         view = memoryview(data).cast("B")
         end = offset + len(view)
-        if self._direct_fd >= 0 and offset % ALIGN == 0 and len(view) >= ALIGN:
+        if offset % ALIGN == 0 and len(view) >= DIRECT_MIN_BYTES and self._direct() >= 0:
             direct = len(view) // ALIGN * ALIGN
             source = view[:direct]
             if _address(source) % ALIGN:

@@ -45,4 +45,7 @@ def raw_decompressobj() -> Any:
 
 
 def backend_summary() -> str:
-    return f"inflate={INFLATER} crc32={CRC32_IMPL}"
+    from .parallel_inflate import available
+
+    parallel = " parallel-inflate=rapidgzip" if available() else ""
+    return f"inflate={INFLATER} crc32={CRC32_IMPL}{parallel}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -71,19 +72,35 @@ class Report:
 
 
 # Starting worker processes costs about 0.3-0.5 s (interpreter, numpy, codecs); a job smaller
-# than this is done sooner in this process than the pool can start.
+# than this, or a single archive, is done sooner in this process than the pool can start.
 IN_PROCESS_MAX_BYTES = 16 << 20
 
 
 def _engine_for(config: RunConfig, tasks: Sequence[Task]) -> str:
-    """`auto` (the default) is the local process pool, except for jobs too small to pay for it."""
+    """`auto` (the default) is the local process pool, except for jobs it cannot speed up."""
     if config.executor != "auto":
         return config.executor
     if any(is_url(t.archive) for t in tasks):
         return "local"  # remote archives: reading them is the slow part, not starting workers
-    if sum(_size(t.archive) for t in tasks) <= IN_PROCESS_MAX_BYTES:
-        return "serial"
+    if len(tasks) <= 1 or sum(_size(t.archive) for t in tasks) <= IN_PROCESS_MAX_BYTES:
+        return "serial"  # one archive gains nothing from a pool but its start-up
     return "local"
+
+
+def _with_spare_cores(tasks: list[Task], engine: str, workers: int | None) -> list[Task]:
+    """Tell tasks how many cores each may use to inflate one large member: with fewer tasks
+    than cores (one huge archive), the idle ones can inflate in parallel."""
+    cores = os.cpu_count() or 1
+    if engine == "dask" or not tasks or not tasks[0].options.parallel_inflate:
+        return tasks  # a cluster's cores are the cluster's business
+    running = 1 if engine == "serial" else max(1, min(workers or cores, len(tasks)))
+    # A compressed store keeps one core per task for the writer thread's compression.
+    compressing = tasks[0].options.codec != "none"
+    threads = max(1, cores // running - (1 if compressing else 0))
+    if threads == tasks[0].options.inflate_threads:
+        return tasks
+    options = dataclasses.replace(tasks[0].options, inflate_threads=threads)
+    return [dataclasses.replace(t, options=options) for t in tasks]
 
 
 def _size(path: str) -> int:
@@ -110,9 +127,9 @@ def run(
     else:
         out = os.path.abspath(os.path.expanduser(config.output))
         os.makedirs(out, exist_ok=True)
-    executor = get_executor(
-        _engine_for(config, tasks), workers=config.workers, scheduler=config.scheduler
-    )
+    engine = _engine_for(config, tasks)
+    executor = get_executor(engine, workers=config.workers, scheduler=config.scheduler)
+    tasks = _with_spare_cores(tasks, engine, config.workers)
     # Without --overwrite, workers skip stores that are complete and up to date (resume.py).
     convert_fn = convert_task if config.overwrite else convert_unless_current
     by_relpath: dict[str, Result] = {}

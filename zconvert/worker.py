@@ -197,7 +197,7 @@ def _copy_member(
     longest = len(buffers[0])
     slab_rows = (longest // chunks[0]) * chunks[0] if longest >= chunks[0] else longest
     row_bytes = buffers[0].itemsize * math.prod(shape[1:])
-    reader = MemberReader(task.archive, fileobj, zf, member)
+    reader = MemberReader(task.archive, fileobj, zf, member, options.inflate_threads)
     try:
         with SlabPipeline(lambda row, slab: sink.write_slab(handle, row, slab), buffers) as pipe:
             row = 0

@@ -1,0 +1,76 @@
+"""One large deflated member inflated on several threads (rapidgzip): same bytes, same checks."""
+
+from __future__ import annotations
+
+import zipfile
+
+import numpy as np
+import pytest
+
+import zconvert
+from zconvert import parallel_inflate
+from zconvert.archive import MemberReader, list_members, open_archive
+from zconvert.errors import ArchiveError
+
+from .conftest import float_rows, make_zip
+
+pytestmark = pytest.mark.skipif(not parallel_inflate.available(), reason="rapidgzip missing")
+
+
+@pytest.fixture
+def small_threshold(monkeypatch):
+    """Members of a few MB take the parallel path (the real threshold is 64 MiB)."""
+    monkeypatch.setattr(parallel_inflate, "PARALLEL_MIN_BYTES", 1 << 20)
+
+
+def _read_all(path, threads):  # type: ignore[no-untyped-def]
+    fileobj, zf = open_archive(str(path))
+    with fileobj, zf:
+        (member,) = list_members(str(path), zf)
+        reader = MemberReader(str(path), fileobj, zf, member, inflate_threads=threads)
+        try:
+            parallel = reader._raw is None
+            out = bytearray(member.file_size + 1)
+            n = 0
+            while True:
+                got = reader.readinto(memoryview(out)[n : n + (3 << 20)])
+                if not got:
+                    break
+                n += got
+            reader.verify_end()
+        finally:
+            reader.close()
+    return parallel, bytes(out[:n])
+
+
+def test_parallel_inflate_gives_the_same_bytes(tmp_path, small_threshold):
+    data = float_rows(400_000)  # 6.4 MB
+    path = make_zip(tmp_path / "a.zip", {"blob.bin": data})
+    parallel, raw = _read_all(path, threads=2)
+    assert parallel
+    assert raw == data.tobytes()
+    serial, raw1 = _read_all(path, threads=1)
+    assert not serial and raw1 == raw
+
+
+def test_truncated_member_fails_cleanly_in_parallel(tmp_path, small_threshold):
+    path = make_zip(tmp_path / "a.zip", {"blob.bin": float_rows(400_000)})
+    with zipfile.ZipFile(path) as zf:
+        info = zf.getinfo("blob.bin")
+    blob = bytearray(path.read_bytes())
+    start = info.header_offset + 30 + len(info.filename) + len(info.extra)
+    blob[start + 2_000_000 : start + 2_100_000] = bytes(100_000)  # zeros mid-stream: corrupt
+    path.write_bytes(bytes(blob))
+    with pytest.raises(ArchiveError) as caught:
+        _read_all(path, threads=2)
+    assert caught.value.member == "blob.bin"
+
+
+def test_a_single_large_archive_converts_through_the_parallel_path(tmp_path, small_threshold):
+    data = float_rows(400_000)
+    make_zip(tmp_path / "in" / "a.zip", {"blob.bin": data})
+    report = zconvert.convert(
+        tmp_path / "in", tmp_path / "out", format="hdf5", codec="none", parallel_inflate=True
+    )
+    assert report.ok, report.failed
+    np.testing.assert_array_equal(zconvert.open_memmap(report.results[0].store), data)

@@ -1,0 +1,73 @@
+"""Inflate one large deflate stream on several threads (rapidgzip), where cores are spare.
+
+A deflate stream is sequential; rapidgzip decodes ranges of it speculatively in parallel.
+Measured here on a 1 GiB float32 member: 2 threads 412 MB/s, against 348 MB/s for ISA-L on
+one thread and about 220 MB/s for the standard library. It only pays when cores would
+otherwise idle (one large archive, fewer archives than cores) and for large members.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from importlib.util import find_spec
+from typing import Any, BinaryIO
+
+PARALLEL_MIN_BYTES = 64 << 20  # compressed size below which the thread start-up is not worth it
+# rapidgzip's unit of parallel work. 2 MiB inflated as fast as its default 4 MiB here (382 vs
+# 383 MB/s with 2 threads) for 37 instead of 55 MB of its own peak memory; 1 MiB was slower.
+CHUNK_BYTES = 2 << 20
+
+
+def available() -> bool:
+    return find_spec("rapidgzip") is not None
+
+
+class _FileRange(io.RawIOBase):
+    """A read-only window [offset, offset + length) of an open file, read with pread."""
+
+    def __init__(self, fd: int, offset: int, length: int) -> None:
+        super().__init__()
+        self._fd = fd
+        self._offset = offset
+        self._length = length
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, pos: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._length}[whence]
+        self._pos = max(0, base + pos)
+        return self._pos
+
+    def readinto(self, buffer: Any) -> int:
+        n = min(len(buffer), self._length - self._pos)
+        if n <= 0:
+            return 0
+        got = os.preadv(self._fd, [memoryview(buffer)[:n]], self._offset + self._pos)
+        self._pos += got
+        return got
+
+
+def open_parallel(fileobj: BinaryIO, offset: int, length: int, threads: int) -> Any | None:
+    """A file object inflating the raw deflate stream at [offset, offset + length) on
+    `threads` threads, or None when that is not possible here (no rapidgzip, no file
+    descriptor). The caller must close it: rapidgzip aborts the interpreter at exit otherwise."""
+    if threads < 2 or length < PARALLEL_MIN_BYTES or not available():
+        return None
+    try:
+        fd = fileobj.fileno()
+    except (AttributeError, OSError, io.UnsupportedOperation):
+        return None  # e.g. an fsspec file on object storage
+    import rapidgzip
+
+    return rapidgzip.RapidgzipFile(
+        _FileRange(fd, offset, length), parallelization=threads, chunk_size=CHUNK_BYTES
+    )

@@ -1,4 +1,4 @@
-"""The `zconvert` command: argument parsing and printing only; the work happens elsewhere.
+"""The `zconvert` command: runs the subcommands cli_parser.py defines and prints results.
 
 Exit status: 0 all converted (or verified), 1 any archive failed (or was refused by a dry
 run, or any verify problem), 2 usage or config error, or OUT locked by another run,

@@ -249,3 +249,25 @@ def test_durable_stores_round_trip(tmp_path, fmt):
     )
     assert report.ok, report.failed
     np.testing.assert_array_equal(zconvert.open(report.results[0].store, "sub/b")[...], data)
+
+
+def test_a_script_without_a_main_guard_converts_once_in_the_pool(seed_dir, tmp_path):
+    """Spawned workers must not re-run the caller's script (no `if __name__ == "__main__"`)."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "convert_all.py"
+    script.write_text(
+        "import sys, zconvert\n"
+        "report = zconvert.convert(sys.argv[1], sys.argv[2], workers=2, executor='local')\n"
+        "print('converted', len(report.converted), 'failed', len(report.failed))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, str(script), str(seed_dir), str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines() == ["converted 3 failed 0"]
+    assert "Traceback" not in proc.stderr

@@ -12,8 +12,10 @@ where a second death can only be theirs.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -33,6 +35,29 @@ def _context() -> multiprocessing.context.BaseContext:
         ctx.set_forkserver_preload(["zconvert.worker"])
         return ctx
     return multiprocessing.get_context("spawn")
+
+
+@contextlib.contextmanager
+def _caller_script_hidden() -> Iterator[None]:
+    """Worker processes run zconvert's functions only, so keep them from re-running the
+    caller's script: spawn and forkserver children execute a `__main__` given by path, and a
+    script without `if __name__ == "__main__":` would start the conversion again in every
+    worker (each failing on the output lock). Package entry points (`-m`) are not touched."""
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if main is None or path is None or getattr(main, "__spec__", None) is not None:
+        yield
+        return
+    del main.__file__
+    try:
+        yield
+    finally:
+        main.__file__ = path
+
+
+def _submit(pool: ProcessPoolExecutor, *args: Any) -> Future[Result]:
+    with _caller_script_hidden():  # worker processes start inside submit()
+        return pool.submit(*args)
 
 
 def _init_worker(states: Any) -> None:
@@ -80,7 +105,7 @@ class LocalExecutor:
             futures: dict[Future[Result], int] = {}
             for i, task in enumerate(tasks):
                 try:
-                    futures[pool.submit(_run_marked, fn, i, task)] = i
+                    futures[_submit(pool, _run_marked, fn, i, task)] = i
                 except BrokenProcessPool:
                     broken.extend(range(i, len(tasks)))
                     break
@@ -115,7 +140,7 @@ class LocalExecutor:
                     task = queue.pop(0)
                     ctx = _context()
                     pool = self._pool(1, ctx.Array("b", 1, lock=False))
-                    running[pool.submit(_run_marked, fn, 0, task)] = (task, pool)
+                    running[_submit(pool, _run_marked, fn, 0, task)] = (task, pool)
                 done, _ = wait(set(running), return_when=FIRST_COMPLETED)
                 for future in done:
                     task, pool = running.pop(future)

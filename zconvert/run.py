@@ -16,9 +16,8 @@ from .manifest import write_manifest
 from .outdir import lock_output, remove_leftovers
 from .plan import plan_tasks
 from .records import Result, Task
-from .resume import convert_unless_current
 from .storage import is_url
-from .worker import convert_task
+from .tasks import convert_archive, convert_archive_unless_current
 
 
 @dataclass
@@ -131,7 +130,7 @@ def run(
     executor = get_executor(engine, workers=config.workers, scheduler=config.scheduler)
     tasks = _with_spare_cores(tasks, engine, config.workers)
     # Without --overwrite, workers skip stores that are complete and up to date (resume.py).
-    convert_fn = convert_task if config.overwrite else convert_unless_current
+    convert_fn = convert_archive if config.overwrite else convert_archive_unless_current
     by_relpath: dict[str, Result] = {}
     # One run per local OUT: a second one refuses instead of racing (object stores: no lock).
     with contextlib.nullcontext() if remote else lock_output(out):

@@ -7,11 +7,12 @@ A new output format is a new module here registered in SINKS; nothing else chang
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..records import ConvertOptions
+
+if TYPE_CHECKING:  # the parent process plans with this module and never needs numpy
+    import numpy as np
 
 
 @dataclass(frozen=True)

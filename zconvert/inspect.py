@@ -176,7 +176,8 @@ def inspect_output(out: str | os.PathLike[str]) -> dict[str, Any]:
                 "member": entry.get("member"),
             }
         )
-    counts = {s: sum(e["status"] == s for e in stores) for s in ("converted", "failed", "missing")}
+    statuses = ("converted", "skipped", "failed", "missing")
+    counts = {s: sum(e["status"] == s for e in stores) for s in statuses}
     return {
         "output": os.path.abspath(os.fspath(out)),
         "zconvert_version": doc.get("zconvert_version"),
@@ -248,7 +249,9 @@ def output_lines(info: dict[str, Any]) -> list[str]:
         f"{info['zconvert_version']})",
         f"  options   format={opts.get('format')} zarr_format={opts.get('zarr_format')} "
         f"codec={opts.get('codec')} dtype={opts.get('dtype')} shape={opts.get('shape')}",
-        f"  stores    {c['converted']} converted, {c['failed']} failed, {c['missing']} missing",
+        f"  stores    {c['converted'] + c['skipped']} complete ({c['converted']} converted by the "
+        f"last run, {c['skipped']} already up to date), {c['failed']} failed, "
+        f"{c['missing']} missing",
         f"  bytes     {human_bytes(info['nbytes'])} of arrays stored in "
         f"{human_bytes(info['stored_bytes'])}" + (f" (ratio {ratio:.2f})" if ratio else ""),
     ]

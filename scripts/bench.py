@@ -497,7 +497,7 @@ def read_previous(path: str) -> dict[tuple[str, str], float]:
             for line in f:
                 cells = [c.strip() for c in line.strip().strip("|").split("|")]
                 if len(cells) == 10 and re.fullmatch(r"[\d.]+x", cells[3]):
-                    previous[(re.sub(r" x\d+$", "", cells[0]), cells[1])] = float(cells[3][:-1])
+                    previous[(cells[0], cells[1])] = float(cells[3][:-1])
     except FileNotFoundError:
         pass
     return previous
@@ -554,7 +554,7 @@ def main() -> None:
     if previous:
         print("\nratio changes against", args.compare)
         for r in rows:
-            key = (re.sub(r" x\d+$", "", str(r["suite"])), str(r["scenario"]))
+            key = (str(r["suite"]), str(r["scenario"]))
             if r["ratio"] is not None and key in previous:
                 print(f"  {key[0]:<18} {key[1]:<24} {previous[key]:.2f}x -> {r['ratio']:.2f}x")
     if args.md:

@@ -30,13 +30,6 @@ def discover(inputs: tuple[str, ...]) -> list[tuple[Path, Path]]:
     return found
 
 
-def store_relpath(archive: Path, root: Path, fmt: str) -> str:
-    """OUT-relative store path: the archive's path below its input root, .zip replaced."""
-    rel = archive.relative_to(root)
-    stem = rel.with_suffix("") if rel.suffix.lower() == ".zip" else rel
-    return stem.as_posix() + SUFFIXES[fmt]
-
-
 def discover_any(
     inputs: tuple[str, ...], storage_options: dict[str, Any] | None = None
 ) -> list[tuple[str | Path, str]]:

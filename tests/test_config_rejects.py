@@ -89,3 +89,28 @@ def test_flags_are_validated_like_the_file(tmp_path):
     with pytest.raises(ConfigError, match="chunk_rows"):
         zconvert.convert(tmp_path, tmp_path / "out", chunk_rows=0)
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        *("<f4", ">f8", "f4", "=i2", "|u1", "i1", "float32", "uint64", "complex128", ">c16"),
+        *("f2", "float", "d", "int", "<f16", "i3", "U8", "float12"),
+    ],
+)
+def test_dtypes_parsed_without_numpy_agree_with_numpy(value):
+    import numpy as np
+
+    from zconvert.config import _parse_dtype
+
+    try:
+        expected = np.dtype(value)
+    except TypeError:
+        with pytest.raises(ConfigError):
+            _parse_dtype(value, "dtype", None)
+        return
+    if expected.kind not in "fiuc":
+        with pytest.raises(ConfigError):
+            _parse_dtype(value, "dtype", None)
+        return
+    assert _parse_dtype(value, "dtype", None) == expected.str

@@ -271,3 +271,25 @@ def test_a_script_without_a_main_guard_converts_once_in_the_pool(seed_dir, tmp_p
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines() == ["converted 3 failed 0"]
     assert "Traceback" not in proc.stderr
+
+
+def test_the_parent_process_never_imports_numpy_for_a_zarr_run(seed_dir, tmp_path):
+    """Workers do the array work; numpy in the parent costs 0.1 s and a BLAS thread pool that
+    spins on the cores the workers need."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, zconvert\n"
+        "report = zconvert.convert(sys.argv[1], sys.argv[2], workers=2, executor='local', "
+        "dtype='float32')\n"
+        "assert report.ok and len(report.converted) == 3, report.failed\n"
+        "assert 'numpy' not in sys.modules, 'numpy imported in the parent'\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(seed_dir), str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr

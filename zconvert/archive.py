@@ -19,10 +19,12 @@ from .parallel_inflate import open_parallel
 
 _LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")
 _LOCAL_SIGNATURE = b"PK\x03\x04"
-_INPUT_PIECE = 1 << 20
-# Inflate output comes as new bytes objects; 1 MiB ones are recycled by malloc, while larger
-# ones are mapped and unmapped by the kernel each time (page faults cost as much as a copy).
-_OUTPUT_PIECE = 1 << 20
+# Read and inflate in 256 KiB pieces. Inflate output comes as new bytes objects that the
+# inflater grows by realloc; at 1 MiB and more, malloc maps each one afresh and every piece
+# costs page faults and copies (py-spy/perf: 20% of the faults), at 256 KiB it recycles
+# them: a 32 MB member inflated in 76 ms instead of 104-135 ms here, with no page faults.
+_INPUT_PIECE = 256 << 10
+_OUTPUT_PIECE = 256 << 10
 # Without an explicit max_ratio, members over RATIO_CHECK_MIN_BYTES are refused above
 # DEFAULT_MAX_RATIO: an all-zero member deflates about 1030:1, so a smaller real one (a dead
 # sensor channel) still converts, and its output is bounded by its declared size anyway.

@@ -7,6 +7,8 @@ are built from the same table. Errors name the key and the file.
 from __future__ import annotations
 
 import os
+import re
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
@@ -98,7 +100,42 @@ def _parse_shape(value: Any, key: str, source: str | None) -> tuple[int, ...]:
     return tuple(value)
 
 
+_DTYPE_CODE = re.compile(r"([<>=|]?)([fiuc])(\d+)")
+_DTYPE_NAME = re.compile(r"(float|int|uint|complex)(\d+)")
+_SIZES = {"f": (2, 4, 8), "i": (1, 2, 4, 8), "u": (1, 2, 4, 8), "c": (8, 16)}
+_KINDS = {"float": "f", "int": "i", "uint": "u", "complex": "c"}
+
+
+def _simple_dtype(value: Any) -> str | None:
+    """numpy's canonical string for common numeric dtypes ('<f4', 'float32', 'u1'), without
+    importing numpy: the parent process never needs it, and it costs 0.1 s plus a thread
+    pool. None when only numpy can tell."""
+    if not isinstance(value, str):
+        return None
+    order, kind, size = "", "", ""
+    if m := _DTYPE_CODE.fullmatch(value):
+        order, kind, size = m.groups()
+    elif (m := _DTYPE_NAME.fullmatch(value)) is not None:
+        kind, bits = _KINDS[m.group(1)], int(m.group(2))
+        size = str(bits // 8) if bits % 8 == 0 else ""
+    if not size.isdigit() or int(size) not in _SIZES.get(kind, ()):
+        return None
+    if int(size) == 1:
+        return f"|{kind}1"
+    if order in ("", "=", "|"):
+        order = "<" if sys.byteorder == "little" else ">"
+    return f"{order}{kind}{size}"
+
+
+def dtype_itemsize(dtype: str) -> int:
+    """Bytes per element of a canonical dtype string from _parse_dtype ('<f4' -> 4)."""
+    return int(dtype[2:])
+
+
 def _parse_dtype(value: Any, key: str, source: str | None) -> str:
+    simple = _simple_dtype(value)
+    if simple is not None:
+        return simple
     import numpy as np
 
     try:
@@ -229,9 +266,7 @@ def _check_layout(options: ConvertOptions, source: str | None) -> None:
     """Values that are each valid but impossible together: refused before any work."""
     import math
 
-    import numpy as np
-
-    row_bytes = np.dtype(options.dtype).itemsize * math.prod(options.shape[1:])
+    row_bytes = dtype_itemsize(options.dtype) * math.prod(options.shape[1:])
     if row_bytes > options.max_member_bytes:
         raise ConfigError(
             "shape",

@@ -1,9 +1,14 @@
-"""Overlap inflating the next slab with writing the last one.
+"""Overlap inflating the next piece of a member with writing the last one.
 
-The caller inflates into one buffer while a writer thread compresses and writes the other:
-Blosc/Zstd encoding and file writes release the GIL, so on a machine with a spare core a
-single large member converts at about the speed of inflate alone. Two buffers bound the
+The caller inflates into one buffer while a writer thread compresses and writes what the
+caller has handed over: Blosc/Zstd encoding and file writes release the GIL, so on a machine
+with a spare core a member converts at about the speed of inflate alone. Two buffers bound the
 memory at two slabs.
+
+A slab is handed over in pieces (one chunk, or about 1 MiB of an uncompressed array), each as
+soon as it is inflated, so that after the member's last byte only one piece is still to be
+written. With whole 8 MiB slabs, each archive ended with an 8 ms wait for the last slab's
+write (the disk here writes about 1 GB/s), 8-10% of the time of a 32 MB member.
 """
 
 from __future__ import annotations
@@ -19,14 +24,15 @@ WriteSlab = Callable[[int, np.ndarray], None]
 
 
 class SlabPipeline:
-    """Hand slabs to `write(row_start, slab)` on a background thread, two buffers in turn."""
+    """Hand pieces to `write(row_start, piece)` on a background thread; buffers in turn."""
 
     def __init__(self, write: WriteSlab, buffers: list[np.ndarray]) -> None:
         self._write = write
         self._free: queue.Queue[np.ndarray] = queue.Queue()
         for buffer in buffers:
             self._free.put(buffer)
-        self._work: queue.Queue[tuple[int, np.ndarray, np.ndarray] | None] = queue.Queue()
+        # Work items: (row_start, piece) to write, or a bare buffer to give back; None stops.
+        self._work: queue.Queue[tuple[int, np.ndarray] | np.ndarray | None] = queue.Queue()
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="zconvert-writer", daemon=True)
         self._thread.start()
@@ -36,13 +42,14 @@ class SlabPipeline:
             item = self._work.get()
             if item is None:
                 return
-            row_start, slab, buffer = item
+            if isinstance(item, np.ndarray):  # every piece queued before it is written
+                self._free.put(item)
+                continue
             if self._error is None:
                 try:
-                    self._write(row_start, slab)
+                    self._write(*item)
                 except BaseException as exc:  # re-raised in the caller's thread
                     self._error = exc
-            self._free.put(buffer)
 
     def _raise_pending(self) -> None:
         if self._error is not None:
@@ -55,13 +62,14 @@ class SlabPipeline:
         self._raise_pending()
         return buffer
 
-    def release(self, buffer: np.ndarray) -> None:
-        """Give back a buffer taken with buffer() but not submitted."""
-        self._free.put(buffer)
+    def submit(self, row_start: int, piece: np.ndarray) -> None:
+        """Queue `piece` (a view of a buffer taken with buffer()) for writing."""
+        self._raise_pending()
+        self._work.put((row_start, piece))
 
-    def submit(self, row_start: int, slab: np.ndarray, buffer: np.ndarray) -> None:
-        """Queue `slab` (a view of `buffer`) for writing; `buffer` returns to the pool after."""
-        self._work.put((row_start, slab, buffer))
+    def release(self, buffer: np.ndarray) -> None:
+        """Give `buffer` back once every piece submitted from it so far has been written."""
+        self._work.put(buffer)
 
     def close(self) -> None:
         """Wait for every queued write; raise the first write error, if any."""

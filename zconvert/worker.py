@@ -33,7 +33,8 @@ TARGET_CHUNK_BYTES = 4 << 20
 def init_process() -> None:
     """Run once in each worker process: one thread per process for the libraries inside, so
     that N workers use N cores instead of oversubscribing them."""
-    os.environ.setdefault("BLOSC_NTHREADS", "1")
+    from . import worker_env  # noqa: F401 - applied on import
+
     try:
         import numcodecs.blosc
 
@@ -41,9 +42,8 @@ def init_process() -> None:
         numcodecs.blosc.use_threads = False
     except (ImportError, AttributeError):  # pragma: no cover
         pass
-    # zarr itself is only imported for object storage (0.4 s): configure it through the
-    # environment (donfig reads ZARR_* variables at import) instead of importing it here.
-    os.environ.setdefault("ZARR_THREADING__MAX_WORKERS", "1")
+    # zarr itself is only imported for object storage (0.4 s): worker_env configures it
+    # through the environment (donfig reads ZARR_* at import); here only if already loaded.
     if "zarr" in sys.modules:
         sys.modules["zarr"].config.set({"threading.max_workers": 1})
 
@@ -197,28 +197,34 @@ def _copy_member(
     longest = len(buffers[0])
     slab_rows = (longest // chunks[0]) * chunks[0] if longest >= chunks[0] else longest
     row_bytes = buffers[0].itemsize * math.prod(shape[1:])
+    step = piece_rows(chunks[0], slab_rows, row_bytes, sink.partial_writes(handle))
     reader = MemberReader(task.archive, fileobj, zf, member, options.inflate_threads)
     try:
-        with SlabPipeline(lambda row, slab: sink.write_slab(handle, row, slab), buffers) as pipe:
+        with SlabPipeline(lambda row, piece: sink.write_slab(handle, row, piece), buffers) as pipe:
             row = 0
-            while True:
+            ended = False
+            while not ended:
                 buffer = pipe.buffer()
-                slab = buffer[:slab_rows]
-                nbytes = reader.readinto(memoryview(slab).cast("B"))
-                if nbytes == 0:
-                    pipe.release(buffer)
-                    break
-                n_rows, rest = divmod(nbytes, row_bytes)
-                if rest or row + n_rows > rows:
-                    raise ArchiveError(
-                        task.archive,
-                        member.name,
-                        f"inflates to more or other than the {member.file_size} bytes the archive declares",
-                    )
-                pipe.submit(row, slab[:n_rows], buffer)
-                row += n_rows
-                if n_rows < slab_rows:
-                    break
+                filled = 0
+                while filled < slab_rows:
+                    want = min(step, slab_rows - filled)
+                    piece = buffer[filled : filled + want]
+                    nbytes = reader.readinto(memoryview(piece).cast("B"))
+                    n_rows, rest = divmod(nbytes, row_bytes)
+                    if rest or row + n_rows > rows:
+                        raise ArchiveError(
+                            task.archive,
+                            member.name,
+                            f"inflates to more or other than the {member.file_size} bytes the archive declares",
+                        )
+                    if n_rows:
+                        pipe.submit(row, piece[:n_rows])
+                    row += n_rows
+                    filled += n_rows
+                    if n_rows < want:
+                        ended = True
+                        break
+                pipe.release(buffer)
         reader.verify_end()
     finally:
         reader.close()
@@ -234,6 +240,23 @@ def _copy_member(
         nbytes=member.file_size,
         stored_bytes=stored,
     )
+
+
+# Uncompressed pieces handed to the writer: small enough that little is left to write after
+# the last byte is inflated, large enough for full-speed direct writes (1 MiB: 0.94 GB/s
+# here, as fast as 8 MiB).
+PIECE_BYTES = 1 << 20
+
+
+def piece_rows(chunk_rows: int, slab_rows: int, row_bytes: int, partial: bool) -> int:
+    """Rows handed to the writer at a time: about PIECE_BYTES of page-aligned rows where the
+    sink takes any rows, else whole chunks (as few as make PIECE_BYTES, at least one)."""
+    if partial:
+        unit = 4096 // math.gcd(row_bytes, 4096)  # rows that are a whole number of pages
+        rows = max(unit, PIECE_BYTES // row_bytes // unit * unit)
+    else:
+        rows = max(1, PIECE_BYTES // (chunk_rows * row_bytes)) * chunk_rows
+    return max(1, min(rows, slab_rows))
 
 
 def peak_rss_bytes() -> int:

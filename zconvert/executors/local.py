@@ -32,7 +32,8 @@ def _context() -> multiprocessing.context.BaseContext:
     methods = multiprocessing.get_all_start_methods()
     if "forkserver" in methods:
         ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(["zconvert.worker"])
+        # worker_env first: thread-pool settings must precede numpy's import.
+        ctx.set_forkserver_preload(["zconvert.worker_env", "zconvert.worker"])
         return ctx
     return multiprocessing.get_context("spawn")
 
@@ -63,6 +64,7 @@ def _submit(pool: ProcessPoolExecutor, *args: Any) -> Future[Result]:
 def _init_worker(states: Any) -> None:
     global _states
     _states = states
+    from .. import worker_env  # noqa: F401 - applied on import (spawn: before numpy)
     from ..worker import init_process
 
     init_process()

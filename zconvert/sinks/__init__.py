@@ -31,8 +31,12 @@ class Sink(Protocol):
     def add_array(self, spec: ArraySpec) -> Any:
         """Create an array; returns a handle for write_slab."""
 
+    def partial_writes(self, handle: Any) -> bool:
+        """Whether write_slab takes any run of rows (raw bytes at a file offset); if not,
+        every slab starts on a chunk boundary and holds whole chunks (the last may be short)."""
+
     def write_slab(self, handle: Any, row_start: int, slab: np.ndarray) -> None:
-        """Write rows [row_start, row_start + len(slab)); row_start is a chunk boundary."""
+        """Write rows [row_start, row_start + len(slab)); see partial_writes."""
 
     def finish_array(self, handle: Any) -> int | None:
         """Called once an array is fully written; returns its stored bytes if known."""

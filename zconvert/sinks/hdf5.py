@@ -68,6 +68,9 @@ class HDF5Sink:
         dset.attrs["_ARRAY_DIMENSIONS"] = list(spec.dimension_names)
         return dset
 
+    def partial_writes(self, handle: h5py.Dataset) -> bool:
+        return handle.name in self._offsets  # contiguous: a byte range at a fixed offset
+
     def write_slab(self, handle: h5py.Dataset, row_start: int, slab: np.ndarray) -> None:
         offset = self._offsets.get(handle.name)
         if offset is None:

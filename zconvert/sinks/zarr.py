@@ -54,6 +54,13 @@ class _ZarrArray:
     key_separator: str  # "/" (v3) or "." (v2)
     stored_bytes: int = 0
     chunk_dirs: set[str] = field(default_factory=set)
+    # The uncompressed chunk being filled piece by piece, kept open between pieces.
+    current: tuple[int, FileWriter] | None = None
+
+    def close_current(self) -> None:
+        if self.current is not None:
+            self.current[1].close()
+            self.current = None
 
     def chunk_path(self, index: int) -> str:
         rest = self.key_separator.join("0" for _ in self.shape[1:])
@@ -72,6 +79,7 @@ class ZarrSink:
         self.codec = self.preset.numcodecs_codec()
         self.durable = options.durable
         self.direct_io = options.direct_io
+        self._arrays: list[_ZarrArray] = []
         os.makedirs(self.temp_path)
         self._write_group(self.temp_path, attributes)
 
@@ -124,7 +132,7 @@ class ZarrSink:
                 "storage_transformers": [],
             }
             _write_json(os.path.join(path, "zarr.json"), doc)
-            return _ZarrArray(path, spec.shape, spec.chunks, dtype, "c/", "/")
+            return self._track(_ZarrArray(path, spec.shape, spec.chunks, dtype, "c/", "/"))
         doc = {
             "shape": list(spec.shape),
             "chunks": list(spec.chunks),
@@ -139,7 +147,11 @@ class ZarrSink:
         _write_json(os.path.join(path, ".zarray"), doc)
         attributes = {**spec.attributes, "_ARRAY_DIMENSIONS": list(spec.dimension_names)}
         _write_json(os.path.join(path, ".zattrs"), attributes)
-        return _ZarrArray(path, spec.shape, spec.chunks, dtype, "", ".")
+        return self._track(_ZarrArray(path, spec.shape, spec.chunks, dtype, "", "."))
+
+    def _track(self, array: _ZarrArray) -> _ZarrArray:
+        self._arrays.append(array)
+        return array
 
     def _open_chunk(self, array: _ZarrArray, index: int, create: bool) -> FileWriter:
         path = array.chunk_path(index)
@@ -148,6 +160,9 @@ class ZarrSink:
             os.makedirs(folder, exist_ok=True)
             array.chunk_dirs.add(folder)
         return FileWriter(path, create=create, enabled=self.direct_io)
+
+    def partial_writes(self, handle: _ZarrArray) -> bool:
+        return self.codec is None  # raw chunk files take bytes at any offset
 
     def write_slab(self, handle: _ZarrArray, row_start: int, slab: np.ndarray) -> None:
         chunk_rows = handle.chunks[0]
@@ -177,19 +192,24 @@ class ZarrSink:
         while done < len(raw):
             index, within = divmod(row, chunk_rows)
             take = min(len(raw) - done, (chunk_rows - within) * row_bytes)
-            with self._open_chunk(handle, index, create=not within) as f:
-                f.pwrite(raw[done : done + take], within * row_bytes)
-                end = within * row_bytes + take
-                if end < chunk_bytes and row + take // row_bytes >= handle.shape[0]:
-                    f.truncate(chunk_bytes)  # pad the edge chunk with zeros (the fill value)
-                    end = chunk_bytes
-                if end == chunk_bytes:
-                    handle.stored_bytes += chunk_bytes
+            if handle.current is None or handle.current[0] != index:
+                handle.close_current()
+                handle.current = (index, self._open_chunk(handle, index, create=not within))
+            f = handle.current[1]
+            f.pwrite(raw[done : done + take], within * row_bytes)
+            end = within * row_bytes + take
+            if end < chunk_bytes and row + take // row_bytes >= handle.shape[0]:
+                f.truncate(chunk_bytes)  # pad the edge chunk with zeros (the fill value)
+                end = chunk_bytes
+            if end == chunk_bytes:
+                handle.stored_bytes += chunk_bytes
+                handle.close_current()
             done += take
             row += take // row_bytes
 
     def finish_array(self, handle: _ZarrArray) -> int | None:
         """Chunk bytes plus the array's metadata documents: what zarr's nbytes_stored() says."""
+        handle.close_current()
         paths = (os.path.join(handle.path, n) for n in ("zarr.json", ".zarray", ".zattrs"))
         return handle.stored_bytes + sum(os.path.getsize(p) for p in paths if os.path.exists(p))
 
@@ -197,4 +217,6 @@ class ZarrSink:
         publish(self.temp_path, self.final_path, self.durable)
 
     def abort(self) -> None:
+        for array in self._arrays:
+            array.close_current()
         remove_path(self.temp_path)

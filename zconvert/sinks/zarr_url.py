@@ -133,6 +133,9 @@ class ZarrURLSink:
             **kwargs,
         )
 
+    def partial_writes(self, handle: zarr.Array) -> bool:
+        return False  # a piece of a chunk would be a read-modify-write of an object
+
     def write_slab(self, handle: zarr.Array, row_start: int, slab: np.ndarray) -> None:
         handle[row_start : row_start + len(slab)] = slab
 

@@ -293,3 +293,33 @@ def test_the_parent_process_never_imports_numpy_for_a_zarr_run(seed_dir, tmp_pat
         timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
+
+
+def test_workers_are_forked_only_from_a_single_threaded_parent_without_hdf5(seed_dir, tmp_path):
+    """fork starts workers sooner; a parent with threads or HDF5 loaded gets a forkserver."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, threading, zconvert\n"
+        "from zconvert.executors.local import _context\n"
+        "assert _context().get_start_method() == 'fork'\n"
+        "report = zconvert.convert(sys.argv[1], sys.argv[2], workers=2, executor='local')\n"
+        "assert report.ok and len(report.converted) == 3, report.failed\n"
+        "stop = threading.Event()\n"
+        "t = threading.Thread(target=stop.wait); t.start()\n"
+        "assert _context().get_start_method() == 'forkserver'\n"
+        "stop.set(); t.join()\n"
+        "assert _context().get_start_method() == 'fork'\n"
+        "import h5py\n"
+        "assert _context().get_start_method() == 'forkserver'\n"
+        "report = zconvert.convert(sys.argv[1], sys.argv[3], workers=2, executor='local')\n"
+        "assert report.ok and len(report.converted) == 3, report.failed\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(seed_dir), str(tmp_path / "a"), str(tmp_path / "b")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr

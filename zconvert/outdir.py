@@ -17,6 +17,7 @@ from .errors import ConfigError
 from .sinks._atomic import TEMP_MARK, remove_path
 
 LOCK_NAME = ".zconvert.lock"
+_held: set[int] = set()  # descriptors of the locks this process holds
 
 
 class OutputLockedError(ConfigError):
@@ -27,6 +28,7 @@ class OutputLockedError(ConfigError):
 def lock_output(out: str) -> Iterator[None]:
     """Hold OUT's lock for the duration; refuse at once if another live run holds it."""
     fd = _acquire(os.path.join(out, LOCK_NAME), out)
+    _held.add(fd)
     try:
         yield
     finally:
@@ -36,7 +38,16 @@ def lock_output(out: str) -> Iterator[None]:
             os.unlink(os.path.join(out, LOCK_NAME))
         except FileNotFoundError:
             pass
+        _held.discard(fd)
         os.close(fd)
+
+
+def close_inherited_locks() -> None:
+    """In a forked worker: drop the parent's lock descriptors, so that the lock lives exactly
+    as long as the parent (closing a copy does not release the parent's lock)."""
+    while _held:
+        with contextlib.suppress(OSError):
+            os.close(_held.pop())
 
 
 def _acquire(path: str, out: str) -> int:

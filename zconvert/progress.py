@@ -51,6 +51,9 @@ class ProgressBar:
             return
         from tqdm import tqdm
 
+        # No monitor thread: the bar is redrawn on every result anyway, and a parent without
+        # threads can fork its workers (executors/local.py).
+        tqdm.monitor_interval = 0
         self.bar = tqdm(
             total=len(tasks),
             unit="archive",

@@ -9,7 +9,6 @@ forkserver and by every pool worker; never in the caller's own process.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 
 ONE_THREAD = (
@@ -32,11 +31,8 @@ def _keep_freed_memory() -> None:
     """Let glibc keep freed blocks of up to 16 MiB for reuse instead of giving them back to
     the kernel: the inflater's output pieces and the encoders' chunks are allocated and freed
     thousands of times per run, and fresh pages cost a fault each (expensive in a VM)."""
-    name = ctypes.util.find_library("c")
-    if not name:  # pragma: no cover - not glibc
-        return
     try:
-        libc = ctypes.CDLL(name)
+        libc = ctypes.CDLL(None)  # the symbols already loaded: libc's among them
         libc.mallopt(_M_MMAP_THRESHOLD, 16 << 20)
         libc.mallopt(_M_TRIM_THRESHOLD, 64 << 20)
     except (OSError, AttributeError):  # pragma: no cover - musl and others have no mallopt

@@ -136,15 +136,21 @@ def run(
     with contextlib.nullcontext() if remote else lock_output(out):
         if not remote:
             remove_leftovers(out)  # temporaries of a crashed run; none of ours exist yet
-        for result in executor.map(convert_fn, tasks):
+        all_h5 = config.options.format == "hdf5" and not remote
+        # Once the last tasks are running, a core is idle: load the all.h5 writer (h5py,
+        # 0.06-0.1 s) now rather than after the last result.
+        warm_at = max(1, len(tasks) - (config.workers or os.cpu_count() or 1))
+        for done, result in enumerate(executor.map(convert_fn, tasks), 1):
             by_relpath[result.relpath] = result
             if on_result is not None:
                 on_result(result)
+            if all_h5 and done == warm_at:
+                from . import combine  # noqa: F401
         if not remote:
             remove_leftovers(out)  # those of workers that died (kill -9, OOM) during this run
         results = [by_relpath[t.relpath] for t in tasks]
         manifest = write_manifest(out, results, config.options, config.storage_options)
-        if config.options.format == "hdf5" and not remote:
+        if all_h5:
             from .combine import write_virtual_dataset
 
             write_virtual_dataset(out)  # OUT/all.h5: the whole run as one HDF5 dataset

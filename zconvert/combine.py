@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from .errors import StoreError
-from .readers import StoreRef, refs, store_format
+from .readers import StoreRef, store_format
 
 log = logging.getLogger("zconvert")
 
@@ -22,26 +22,36 @@ COMBINED_NAME = "all.h5"
 COMBINED_DATASET = "all"
 
 
-def _layouts(arrays: list[tuple[StoreRef, tuple[int, ...], str]]) -> str | None:
+def _layouts(arrays: list[_Array]) -> str | None:
     """Why the arrays cannot be stacked along rows, or None when they can."""
-    kinds = {(np.dtype(dtype).str, shape[1:]) for _, shape, dtype in arrays}
+    kinds = {(np.dtype(a.dtype).str, a.shape[1:]) for a in arrays}
     if len(kinds) > 1:
         listed = ", ".join(f"{d} x {list(s)}" for d, s in sorted(kinds))
         return f"the arrays differ in dtype or row shape ({listed})"
     return None
 
 
-def _manifest_arrays(out: str) -> list[tuple[StoreRef, tuple[int, ...], str]]:
-    """(ref, shape, dtype) for every array of the manifest, in manifest order."""
+class _Array(NamedTuple):
+    relpath: str  # of the store, relative to OUT
+    ref: StoreRef
+    shape: tuple[int, ...]
+    dtype: str
+
+
+def _manifest_arrays(out: str) -> list[_Array]:
+    """Every array of the manifest, in manifest order (as refs())."""
     from .manifest import read_results
 
-    shapes = {
-        (os.path.join(out, r.relpath), a.name): (tuple(a.shape), a.dtype)
-        for r in read_results(out)
+    try:
+        results = read_results(out)
+    except FileNotFoundError:
+        raise StoreError(f"{out}: no manifest.json; is this the output folder of a run?") from None
+    return [
+        _Array(r.relpath, StoreRef(os.path.join(out, r.relpath), a.name), tuple(a.shape), a.dtype)
+        for r in results
         if r.status != "failed"
         for a in r.arrays
-    }
-    return [(ref, *shapes[(ref.store, ref.name)]) for ref in refs(out)]
+    ]
 
 
 def open_all(out: str | os.PathLike[str]) -> Any:
@@ -56,7 +66,7 @@ def open_all(out: str | os.PathLike[str]) -> Any:
     if reason is not None:
         raise StoreError(f"{root}: cannot concatenate along rows: {reason}; open them one by one")
     parts = []
-    for ref, _shape, _dtype in arrays:
+    for _, ref, _, _ in arrays:
         if store_format(ref.store) == "zarr":
             parts.append(da.from_zarr(ref.store, component=ref.name))
         else:
@@ -74,22 +84,21 @@ def write_virtual_dataset(out: str | os.PathLike[str]) -> str | None:
 
     root = os.path.abspath(os.fspath(out))
     final = os.path.join(root, COMBINED_NAME)
-    arrays = [a for a in _manifest_arrays(root) if a[0].store.endswith(".h5")]
+    arrays = [a for a in _manifest_arrays(root) if a.relpath.endswith(".h5")]
     reason = "no HDF5 arrays in the manifest" if not arrays else _layouts(arrays)
     if reason is not None:
         remove_path(final)
         log.info("%s not written: %s", final, reason)
         return None
-    row_shape, dtype = arrays[0][1][1:], arrays[0][2]
-    total_rows = sum(shape[0] for _, shape, _ in arrays)
+    row_shape, dtype = arrays[0].shape[1:], arrays[0].dtype
+    total_rows = sum(a.shape[0] for a in arrays)
     layout = h5py.VirtualLayout(shape=(total_rows, *row_shape), dtype=dtype)
+    # Relative file names are looked up next to the virtual file first: the run folder can be
+    # moved or mounted elsewhere as a whole.
     row = 0
-    for ref, shape, _ in arrays:
-        # Relative file names are looked up next to the virtual file first: the run folder
-        # can be moved or mounted elsewhere as a whole.
-        source = os.path.relpath(ref.store, root)
-        layout[row : row + shape[0]] = h5py.VirtualSource(source, ref.name, shape=shape)
-        row += shape[0]
+    for a in arrays:
+        layout[row : row + a.shape[0]] = h5py.VirtualSource(a.relpath, a.ref.name, shape=a.shape)
+        row += a.shape[0]
     temp = temp_sibling(final)
     try:
         with h5py.File(temp, "w") as f:
@@ -102,10 +111,8 @@ def write_virtual_dataset(out: str | os.PathLike[str]) -> str | None:
                 else [f"dim_{i}" for i in range(1, 1 + len(row_shape))]
             )
             dset.attrs["_ARRAY_DIMENSIONS"] = ["row", *rest]
-            dset.attrs["sources"] = [
-                f"{os.path.relpath(r.store, root)}:{r.name}" for r, _, _ in arrays
-            ]
-            dset.attrs["source_rows"] = [shape[0] for _, shape, _ in arrays]
+            dset.attrs["sources"] = [f"{a.relpath}:{a.ref.name}" for a in arrays]
+            dset.attrs["source_rows"] = [a.shape[0] for a in arrays]
         publish(temp, final)
     except BaseException:
         remove_path(temp)

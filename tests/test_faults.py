@@ -213,3 +213,51 @@ def test_file_size_limit_fails_that_archive_and_leaves_no_partial_store(tmp_path
     assert sorted(p.name for p in out.iterdir()) == sorted(
         ["manifest.json", f"small{suffix}", *extra]
     )
+
+
+def _tasks(folder: Path, names: list[str], size: int) -> list:
+    from zconvert.records import ConvertOptions, Task
+
+    folder.mkdir(parents=True, exist_ok=True)
+    tasks = []
+    for name in names:
+        path = folder / f"{name}.zip"
+        path.write_bytes(b"\0" * size)
+        tasks.append(
+            Task(str(path), str(folder / f"{name}.zarr"), f"{name}.zarr", ConvertOptions())
+        )
+    return tasks
+
+
+def test_small_archives_travel_in_batches_in_order_and_large_ones_alone(tmp_path):
+    from zconvert.executors.local import BATCH_BYTES, BATCH_MAX, plan_batches
+
+    small = _tasks(tmp_path / "s", [f"s{i:03d}" for i in range(200)], 1000)
+    large = _tasks(tmp_path / "l", ["big0", "big1"], BATCH_BYTES)
+    tasks = [*small[:100], large[0], *small[100:], large[1]]
+    batches = plan_batches(tasks, workers=2)
+    assert [i for b in batches for i in b] == list(range(len(tasks)))  # each once, in order
+    assert [100] in batches and [len(tasks) - 1] in batches
+    assert max(len(b) for b in batches) <= BATCH_MAX
+    assert len(batches) >= 2 * 8 - 1  # enough batches to keep both workers busy to the end
+    assert len(batches) < len(tasks) // 4  # and far fewer round trips than tasks
+    # Few tasks: one per batch, so that every worker gets some.
+    assert plan_batches(small[:6], workers=2) == [[i] for i in range(6)]
+
+
+def test_a_worker_dying_inside_a_batch_fails_only_its_task(tmp_path):
+    """Real pool, real SIGKILL: batch-mates that had finished lose only their Result and are
+    rerun; the task that was running is retried alone and blamed only if it dies again."""
+    from zconvert.executors.local import LocalExecutor
+
+    from ._poison import die_on_poison
+
+    names = [f"s{i:03d}" for i in range(120)]
+    names[57] = "poison57"
+    tasks = _tasks(tmp_path / "in", names, 1000)
+    results = list(LocalExecutor(workers=2).map(die_on_poison, tasks))
+    by_name = {os.path.basename(r.archive): r for r in results}
+    assert len(results) == len(tasks) == len(by_name)  # every task reported exactly once
+    poisoned = by_name.pop("poison57.zip")
+    assert poisoned.status == "failed" and "again when retried alone" in poisoned.error
+    assert all(r.status == "converted" for r in by_name.values())

@@ -70,13 +70,15 @@ def _floor_task(args: tuple[str, str | None]) -> int:
             d = raw_decompressobj()
             left = info.compress_size
             crc = 0
-            pending = b""
+            pending: bytes | memoryview = b""
+            piece = memoryview(bytearray(FLOOR_PIECE))
             chunk = bytearray(chunk_bytes)  # a compressor needs whole chunks: assemble them
             filled = 0
             while left or pending:
-                if not pending:
-                    pending = f.read(min(FLOOR_PIECE, left))
-                    left -= len(pending)
+                if not pending:  # into a reused buffer: a new bytes per read page-faults
+                    k = f.readinto(piece[: min(FLOOR_PIECE, left)])
+                    left -= k
+                    pending = piece[:k]
                 out = d.decompress(pending, min(FLOOR_PIECE, chunk_bytes - filled))
                 pending = d.unconsumed_tail
                 crc = crc32(out, crc)
@@ -107,9 +109,13 @@ def _seed_task(path: str):  # type: ignore[no-untyped-def]
     return np.memmap(raw, dtype="<f4", mode="r").reshape(-1, 4)
 
 
+def _worker_settings() -> None:
+    import zconvert.worker_env  # noqa: F401 - the same thread and malloc settings as zconvert's
+
+
 def _pool(workers: int) -> ProcessPoolExecutor:
     ctx = get_context("forkserver")
-    return ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+    return ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_settings)
 
 
 def run_scenario(name: str, data: str, out: str, workers: int) -> dict[str, float]:

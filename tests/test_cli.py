@@ -27,6 +27,33 @@ def test_convert_exits_0_and_writes_stores(seed_dir, tmp_path):
     assert (tmp_path / "out" / "archive_0.zarr" / "zarr.json").is_file()
 
 
+def test_shard_rows_flag_converts_end_to_end(tmp_path):
+    import numpy as np
+    import zarr
+
+    data = float_rows(150_000)  # two shards of 64,000 rows and a partial third
+    make_zip(tmp_path / "in" / "a.zip", {"blob.bin": data})
+    out = tmp_path / "out"
+    proc = zconvert(
+        "convert",
+        str(tmp_path / "in"),
+        "-o",
+        str(out),
+        "--chunk-rows",
+        "1000",
+        "--shard-rows",
+        "64000",
+    )
+    assert proc.returncode == 0, proc.stderr
+    array = zarr.open_array(out / "a.zarr" / "blob", mode="r")
+    assert (array.chunks, array.shards) == ((1000, 4), (64000, 4))
+    assert sorted(p.name for p in (out / "a.zarr" / "blob" / "c").iterdir()) == ["0", "1", "2"]
+    np.testing.assert_array_equal(array[:], data)
+    assert zconvert("verify", str(out)).returncode == 0
+    inspect = zconvert("inspect", str(out / "a.zarr"))
+    assert "1000x4 in shards of 64000x4" in inspect.stdout, inspect.stdout
+
+
 def test_one_bad_archive_gives_one_line_and_exit_1(seed_dir, tmp_path):
     bad = make_zip(seed_dir / "bad.zip", {"blob.bin": float_rows(100)})
     corrupt_crc(bad, "blob.bin")

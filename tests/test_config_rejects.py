@@ -43,6 +43,33 @@ BAD = [
     ("shape: [1000000, 4]\nmax_member_bytes: 1000", "shape", "over max_member_bytes"),
     ("chunk_rows: 1000000000\nshape: [-1, 4]", "chunk_rows", "over the 2 GiB a chunk may hold"),
     ("shape: [-1, 1000000000]", "shape", "over the 2 GiB a chunk may hold"),
+    # shards: Zarr 3 only, whole chunks, at most 1 GiB
+    ("shard_rows: 0", "shard_rows", "positive"),
+    ("shard_rows: 1.5", "shard_rows", "not a whole number"),
+    ("format: hdf5\nshard_rows: 262144", "shard_rows", "HDF5 has none; remove shard_rows"),
+    ("zarr_format: 2\nshard_rows: 262144", "shard_rows", "Zarr 2 has none; remove shard_rows"),
+    (
+        "codec: none\ncontiguous: true\nshard_rows: 262144",
+        "shard_rows",
+        "cannot be sharded; remove shard_rows or contiguous",
+    ),
+    (
+        "chunk_rows: 1000\nshard_rows: 64500",
+        "shard_rows",
+        "multiple of chunk_rows (1000); use 64000 or 65000",
+    ),
+    ("chunk_rows: 1000\nshard_rows: 999", "shard_rows", "use 1000"),
+    (
+        "shard_rows: 1000000",
+        "shard_rows",
+        "not a multiple of the default chunk_rows (262144 for 16-byte rows); use 786432 or 1048576",
+    ),
+    (
+        "chunk_rows: 1000\nshard_rows: 100000000",
+        "shard_rows",
+        "over the 1 GiB a shard may hold (a worker keeps two in memory); use at most 67108000",
+    ),
+    ("chunk_rows: 100000000\nshard_rows: 100000000", "shard_rows", "lower chunk_rows"),
 ]
 
 

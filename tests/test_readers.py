@@ -263,13 +263,21 @@ def test_contiguous_zarr_streams_in_bounded_memory(tmp_path, zarr_format):
 # -- the run-wide view ----------------------------------------------------------------------
 
 
-def _run_of_three(tmp_path: Path, fmt: str, codec: str) -> tuple[Path, np.ndarray]:
+def _run_of_three(
+    tmp_path: Path, fmt: str, codec: str, **options: object
+) -> tuple[Path, np.ndarray]:
     datas = [float_rows(1000 + 7 * i, seed=i) for i in range(3)]
     for i, data in enumerate(datas):
         make_zip(tmp_path / "in" / f"a{i}.zip", {"blob.bin": data})
     out = tmp_path / "out"
     report = zconvert.convert(
-        tmp_path / "in", out, format=fmt, codec=codec, chunk_rows=300, executor="serial"
+        tmp_path / "in",
+        out,
+        format=fmt,
+        codec=codec,
+        chunk_rows=300,
+        executor="serial",
+        **options,
     )
     assert report.ok, report.failed
     return out, np.concatenate(datas)
@@ -288,6 +296,16 @@ def test_open_all_concatenates_the_run_lazily(tmp_path, fmt, codec):
     np.testing.assert_array_equal(combined[995:1010].compute(), expected[995:1010])
     np.testing.assert_array_equal(combined.compute(), expected)
     assert (out / "all.h5").exists() == (fmt == "hdf5")
+
+
+def test_sharded_run_reads_through_refs_and_open_all_a_shard_per_task(tmp_path):
+    out, expected = _run_of_three(tmp_path, "zarr", "blosc-lz4", shard_rows=600)
+    refs = zconvert.refs(out)
+    np.testing.assert_array_equal(np.concatenate([r.read() for r in refs]), expected)
+    assert refs[0].open().shards == (600, 4)
+    combined = zconvert.open_all(out)
+    assert combined.chunks[0][:2] == (600, 400)  # 1000 rows: a shard, then the edge shard
+    np.testing.assert_array_equal(combined.compute(), expected)
 
 
 def _hdf5_tool_env() -> dict[str, str]:

@@ -125,6 +125,24 @@ def test_options_change_or_overwrite_redoes_everything(seed_dir, tmp_path):
     ) == {"skipped"}
 
 
+def test_sharding_on_or_off_is_another_store(seed_dir, tmp_path):
+    out = tmp_path / "out"
+    zconvert.convert(seed_dir, out, executor="serial", chunk_rows=1000)
+    sharded = {"executor": "serial", "chunk_rows": 1000, "shard_rows": 8000}
+    tasks = _tasks(seed_dir, out, **sharded)
+    assert "other options" in store_is_current(tasks["archive_0"])
+    assert set(_statuses(zconvert.convert(seed_dir, out, **sharded)).values()) == {"converted"}
+    assert zconvert.open(out / "archive_0.zarr").shards == (8000, 4)
+    report = zconvert.convert(seed_dir, out, **sharded)
+    assert set(_statuses(report).values()) == {"skipped"}
+    # A skipped store's manifest record is the one its conversion wrote.
+    assert report.results[0].arrays[0].shards == (8000, 4)
+    assert report.results[0].arrays[0].chunks == (1000, 4)
+    assert set(
+        _statuses(zconvert.convert(seed_dir, out, executor="serial", chunk_rows=1000)).values()
+    ) == {"converted"}
+
+
 def test_missing_store_and_failed_archive_are_redone(seed_dir, tmp_path):
     out = tmp_path / "out"
     zconvert.convert(seed_dir, out, executor="serial")

@@ -187,6 +187,20 @@ def test_rewriting_a_store_removes_the_old_one_first(tmp_path, s3):
     assert _open_zarr_url(f"{out}/sub/a0.zarr", s3)["blob0"].chunks == (10_000, 4)
 
 
+def test_sharded_zarr_goes_through_zarr_python_and_reads_back(tmp_path, s3):
+    data = _seed(tmp_path, s3, n=1, rows=2500)
+    out = s3.url("out")
+    report = zconvert.convert(
+        s3.url("in/"), out, storage_options=s3.storage_options, chunk_rows=100, shard_rows=1000
+    )
+    assert report.ok, report.failed
+    array = _open_zarr_url(f"{out}/sub/a0.zarr", s3)["blob0"]
+    assert (array.chunks, array.shards) == ((100, 4), (1000, 4))
+    np.testing.assert_array_equal(array[...], data["a0"])
+    shards = sorted(k.split("blob0/")[1] for k in s3.keys("out/sub/a0.zarr") if "/c/" in k)
+    assert shards == ["c/0/0", "c/1/0", "c/2/0"]  # one object per shard
+
+
 _CHILD = textwrap.dedent(
     """
     import json, sys

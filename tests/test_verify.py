@@ -84,6 +84,33 @@ def test_a_flipped_byte_in_a_zarr_chunk_is_one_line_and_exit_1(tmp_path):
     assert "1 problem" in proc.stderr
 
 
+@pytest.mark.parametrize("codec", ["none", "blosc-lz4"])
+def test_sharded_output_verifies_clean(tmp_path, codec):
+    make_zip(tmp_path / "in" / "a.zip", {"x.bin": float_rows(10_007), "d/y.bin": float_rows(3)})
+    report = zconvert.convert(
+        tmp_path / "in",
+        tmp_path / "out",
+        codec=codec,
+        chunk_rows=1000,
+        shard_rows=4000,
+        executor="serial",
+    )
+    assert report.ok, report.failed
+    assert zconvert.verify(tmp_path / "out", sources=True) == []
+    assert zverify(str(tmp_path / "out")).returncode == 0
+
+
+def test_a_flipped_byte_in_a_shard_or_its_index_is_found(tmp_path):
+    out = _converted(tmp_path, chunk_rows=1000, shard_rows=4000)
+    _flip(out / "a.zarr" / "x" / "c" / "1" / "0", 100)  # chunk data: the CRC32 differs
+    (problem,) = zconvert.verify(out / "a.zarr")
+    assert problem.startswith(f"{out / 'a.zarr'}: x: CRC32 ")
+    shard = out / "b.zarr" / "x" / "c" / "2" / "0"  # the index: its CRC32C fails
+    _flip(shard, shard.stat().st_size - 10)
+    (problem,) = zconvert.verify(out / "b.zarr")
+    assert problem.startswith(f"{out / 'b.zarr'}: x: cannot be read")
+
+
 def test_a_flipped_byte_in_an_hdf5_dataset_is_found(tmp_path):
     out = _converted(tmp_path, format="hdf5")
     with h5py.File(out / "b.h5", "r") as f:

@@ -33,6 +33,7 @@ examples:
   zconvert convert data/ -o out/                      # every *.zip below data/, Zarr 3, blosc-lz4
   zconvert convert a.zip b.zip -o out/ --format hdf5 --codec none   # mappable HDF5
   zconvert convert data/ -o out/ --codec none --contiguous          # mappable Zarr
+  zconvert convert data/ -o out/ --chunk-rows 1000 --shard-rows 64000  # small chunks, few files
   zconvert convert --config configs/seed.yaml --workers 4           # a YAML run, one flag overridden
   zconvert convert data/ -o out/ --dry-run            # what would happen, writing nothing
   zconvert convert data/ -o out/ --json > report.json # machine-readable report on stdout
@@ -113,6 +114,12 @@ def _add_convert_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--chunk-rows", default=S, type=int, help="rows per chunk (default ~4 MiB chunks)"
+    )
+    p.add_argument(
+        "--shard-rows",
+        default=S,
+        type=int,
+        help="Zarr 3: rows per shard file, a multiple of the chunk rows (default: no shards)",
     )
     p.add_argument("--codec", default=S, help="none, blosc-lz4 (default), blosc-zstd, zstd, gzip")
     p.add_argument(

@@ -68,7 +68,10 @@ def open_all(out: str | os.PathLike[str]) -> Any:
     parts = []
     for _, ref, _, _ in arrays:
         if store_format(ref.store) == "zarr":
-            parts.append(da.from_zarr(ref.store, component=ref.name))
+            # One dask chunk per shard of a sharded array (None: zarr's chunks): a shard's
+            # small chunks are read together, not as many tiny tasks.
+            shards = ref.open().shards
+            parts.append(da.from_zarr(ref.store, component=ref.name, chunks=shards))
         else:
             dset = ref.open()  # h5py keeps the file open for as long as dask reads from it
             parts.append(da.from_array(dset, chunks=dset.chunks or "auto", name=False))

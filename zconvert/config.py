@@ -15,7 +15,7 @@ from typing import Any
 
 from .codecs import PRESETS
 from .errors import ConfigError
-from .records import ConvertOptions
+from .records import ConvertOptions, default_chunk_rows
 
 # key -> (example value, one-line documentation). The single place every key is described.
 KEYS: dict[str, tuple[Any, str]] = {
@@ -29,6 +29,12 @@ KEYS: dict[str, tuple[Any, str]] = {
     "dtype": ("<f4", "numpy dtype of the raw blobs, with byte order"),
     "shape": ([-1, 4], "shape of each member; -1 first means rows inferred from its size"),
     "chunk_rows": (262144, "rows per chunk; default: about 4 MiB per chunk"),
+    "shard_rows": (
+        None,
+        "Zarr 3: rows per shard, a multiple of chunk_rows (e.g. 2097152 = 8 chunks of 262144): "
+        "each shard file holds several chunks and an index, so many small chunks make few "
+        "files; at most 1 GiB per shard; default: no shards, one file per chunk",
+    ),
     "codec": ("blosc-lz4", " | ".join(PRESETS)),
     "contiguous": (
         False,
@@ -191,10 +197,10 @@ def _validate(key: str, value: Any, source: str | None) -> Any:
         return _parse_dtype(value, key, source)
     if key == "shape":
         return _parse_shape(value, key, source)
-    if key in ("chunk_rows", "workers", "slab_bytes", "max_member_bytes"):
+    if key in ("chunk_rows", "shard_rows", "workers", "slab_bytes", "max_member_bytes"):
         return (
             None
-            if value is None and key in ("chunk_rows", "workers")
+            if value is None and key in ("chunk_rows", "shard_rows", "workers")
             else _positive_int(value, key, source)
         )
     if key == "codec":
@@ -260,6 +266,7 @@ class RunConfig:
 
 
 MAX_CHUNK_BYTES = (1 << 31) - 1  # Blosc's limit per chunk; HDF5's is 4 GiB
+MAX_SHARD_BYTES = 1 << 30  # a worker holds two slabs of at least one shard each
 
 
 def _check_layout(options: ConvertOptions, source: str | None) -> None:
@@ -287,6 +294,60 @@ def _check_layout(options: ConvertOptions, source: str | None) -> None:
             "chunk_rows" if options.chunk_rows else "shape",
             f"{chunk_rows} rows of {row_bytes} bytes make chunks of "
             f"{chunk_rows * row_bytes} bytes, over the 2 GiB a chunk may hold",
+            source,
+        )
+    if options.shard_rows is not None:
+        _check_shards(options, options.shard_rows, row_bytes, source)
+
+
+def _check_shards(
+    options: ConvertOptions, shard_rows: int, row_bytes: int, source: str | None
+) -> None:
+    """Shards are Zarr 3's way to pack many chunks into one file: whole chunks each."""
+    if options.format != "zarr" or options.zarr_format != 3:
+        layout = "HDF5" if options.format != "zarr" else "Zarr 2"
+        fix = "--format zarr" if options.format != "zarr" else "--zarr-format 3"
+        raise ConfigError(
+            "shard_rows",
+            f"shards are a Zarr 3 layout, {layout} has none; remove shard_rows or use {fix}",
+            source,
+        )
+    if options.contiguous:
+        raise ConfigError(
+            "shard_rows",
+            "a contiguous array is one plain chunk file and cannot be sharded; "
+            "remove shard_rows or contiguous",
+            source,
+        )
+    chunk_rows = options.chunk_rows or default_chunk_rows(row_bytes)
+    chunks = (
+        f"chunk_rows ({chunk_rows})"
+        if options.chunk_rows
+        else f"the default chunk_rows ({chunk_rows} for {row_bytes}-byte rows)"
+    )
+    chunk_bytes = chunk_rows * row_bytes
+    max_rows = MAX_SHARD_BYTES // chunk_bytes * chunk_rows  # the largest shard allowed
+    if max_rows == 0:
+        raise ConfigError(
+            "shard_rows",
+            f"chunks of {chunk_bytes} bytes are over the 1 GiB a shard may hold; "
+            "lower chunk_rows or remove shard_rows",
+            source,
+        )
+    if shard_rows * row_bytes > MAX_SHARD_BYTES:
+        raise ConfigError(
+            "shard_rows",
+            f"{shard_rows} rows of {row_bytes} bytes make shards of {shard_rows * row_bytes} "
+            f"bytes, over the 1 GiB a shard may hold (a worker keeps two in memory); "
+            f"use at most {max_rows}",
+            source,
+        )
+    if shard_rows % chunk_rows:
+        lower = shard_rows // chunk_rows * chunk_rows
+        nearest = [str(n) for n in (lower, lower + chunk_rows) if 0 < n <= max_rows]
+        raise ConfigError(
+            "shard_rows",
+            f"{shard_rows} is not a multiple of {chunks}; use {' or '.join(nearest)}",
             source,
         )
 

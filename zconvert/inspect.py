@@ -64,7 +64,16 @@ def _plain(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
 
 
-def _row(name: str, shape: Any, dtype: Any, chunks: Any, codec: str, stored: int, attrs: Any):
+def _row(
+    name: str,
+    shape: Any,
+    dtype: Any,
+    chunks: Any,
+    codec: str,
+    stored: int,
+    attrs: Any,
+    shards: Any = None,
+):
     import math
 
     import numpy as np
@@ -76,6 +85,7 @@ def _row(name: str, shape: Any, dtype: Any, chunks: Any, codec: str, stored: int
         "shape": list(shape),
         "dtype": str(dtype),
         "chunks": list(chunks) if chunks else None,
+        "shards": list(shards) if shards else None,
         "codec": codec,
         "nbytes": nbytes,
         "stored_bytes": stored,
@@ -108,6 +118,7 @@ def inspect_store(store: str | os.PathLike[str]) -> dict[str, Any]:
                         _zarr_codec(node),
                         int(node.nbytes_stored()),
                         node.attrs,
+                        node.shards,
                     )
                 )
         fmt_name = f"zarr {version}"
@@ -225,7 +236,7 @@ def store_lines(info: dict[str, Any]) -> list[str]:
             a["name"],
             _dims(a["shape"]),
             a["dtype"],
-            _dims(a["chunks"]),
+            _dims(a["chunks"]) + (f" in shards of {_dims(a['shards'])}" if a["shards"] else ""),
             a["codec"],
             human_bytes(a["stored_bytes"]),
             f"{a['ratio']:.2f}" if a["ratio"] else "-",
@@ -248,7 +259,8 @@ def output_lines(info: dict[str, Any]) -> list[str]:
         f"{info['output']}  (manifest written {info['written']} by zconvert "
         f"{info['zconvert_version']})",
         f"  options   format={opts.get('format')} zarr_format={opts.get('zarr_format')} "
-        f"codec={opts.get('codec')} dtype={opts.get('dtype')} shape={opts.get('shape')}",
+        f"codec={opts.get('codec')} dtype={opts.get('dtype')} shape={opts.get('shape')}"
+        + (f" shard_rows={opts['shard_rows']}" if opts.get("shard_rows") else ""),
         f"  stores    {c['converted'] + c['skipped']} complete ({c['converted']} converted by the "
         f"last run, {c['skipped']} already up to date), {c['failed']} failed, "
         f"{c['missing']} missing",

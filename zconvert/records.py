@@ -9,6 +9,13 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+TARGET_CHUNK_BYTES = 4 << 20  # the default chunk size (chunk_rows unset)
+
+
+def default_chunk_rows(row_bytes: int) -> int:
+    """Rows per chunk when chunk_rows is unset: about TARGET_CHUNK_BYTES, at least one row."""
+    return max(1, TARGET_CHUNK_BYTES // row_bytes)
+
 
 @dataclass(frozen=True)
 class ConvertOptions:
@@ -19,6 +26,7 @@ class ConvertOptions:
     dtype: str = "<f4"
     shape: tuple[int, ...] = (-1, 4)
     chunk_rows: int | None = None
+    shard_rows: int | None = None  # Zarr 3: rows per shard, whole chunks; None: no shards
     codec: str = "blosc-lz4"
     contiguous: bool = False  # Zarr: one uncompressed chunk per array, memory-mappable
     slab_bytes: int = 8 << 20
@@ -56,6 +64,7 @@ class ArrayRecord:
     crc32: int
     nbytes: int
     stored_bytes: int | None = None
+    shards: tuple[int, ...] | None = None  # the shard shape of a sharded Zarr 3 array
 
 
 @dataclass(frozen=True)
@@ -90,7 +99,14 @@ class Result:
     def from_dict(cls, d: dict[str, Any]) -> Result:
         d = dict(d)
         arrays = tuple(
-            ArrayRecord(**{**a, "shape": tuple(a["shape"]), "chunks": tuple(a["chunks"])})
+            ArrayRecord(
+                **{
+                    **a,
+                    "shape": tuple(a["shape"]),
+                    "chunks": tuple(a["chunks"]),
+                    "shards": tuple(a["shards"]) if a.get("shards") else None,
+                }
+            )
             for a in d.pop("arrays", ())
         )
         known = {f for f in cls.__dataclass_fields__}

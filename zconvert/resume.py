@@ -2,9 +2,9 @@
 
 A store is current when its source archive has the size and mtime the store records, the
 archive's central directory lists the same members with the same CRC32s and sizes, and it was
-written with the same format, dtype, shape, chunking and codec. Only metadata is read (the
-store's attributes and the archive's central directory), never array data, so the check is
-cheap enough for a dry run or the parent process.
+written with the same format, dtype, shape, chunking, sharding and codec. Only metadata is
+read (the store's attributes and the archive's central directory), never array data, so the
+check is cheap enough for a dry run or the parent process.
 """
 
 from __future__ import annotations
@@ -35,6 +35,8 @@ def options_fingerprint(options: ConvertOptions) -> str:
     }
     if options.format == "zarr":
         fp["zarr_format"] = options.zarr_format
+    if options.shard_rows is not None:  # absent when unset: unsharded stores stay current
+        fp["shard_rows"] = options.shard_rows
     return json.dumps(fp, sort_keys=True)
 
 
@@ -46,6 +48,7 @@ class StoredArray:
     dtype: str
     chunks: tuple[int, ...]
     stored_bytes: int | None
+    shards: tuple[int, ...] | None = None  # a sharded Zarr array's shard shape
 
 
 def read_store_metadata(store: str) -> tuple[dict[str, Any], list[StoredArray]]:
@@ -64,6 +67,7 @@ def read_store_metadata(store: str) -> tuple[dict[str, Any], list[StoredArray]]:
                 dtype=node.dtype.str,
                 chunks=tuple(node.chunks),
                 stored_bytes=int(node.nbytes_stored()),  # a listing, no chunk is read
+                shards=tuple(node.shards) if node.shards else None,
             )
             for name, node in group.members(max_depth=None)
             if isinstance(node, zarr.Array)
@@ -124,7 +128,10 @@ def current_arrays(task: Task) -> tuple[str | None, list[ArrayRecord]]:
     if options.format == "zarr" and _zarr_format_of(store) != options.zarr_format:
         return "the store has another Zarr format", []
     if root.get(OPTIONS_ATTR) != options_fingerprint(options):
-        return "the store was written with other options (format, dtype, shape, chunks, codec)", []
+        return (
+            "the store was written with other options (format, dtype, shape, chunks, shards, codec)",
+            [],
+        )
     if root.get("source_size") != stat.st_size:
         return "the archive's size changed", []
     if root.get("source_mtime_ns") != stat.st_mtime_ns:
@@ -161,6 +168,7 @@ def current_arrays(task: Task) -> tuple[str | None, list[ArrayRecord]]:
                 crc32=m.crc32,
                 nbytes=m.file_size,
                 stored_bytes=a.stored_bytes,
+                shards=a.shards,
             )
         )
     return None, records

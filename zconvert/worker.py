@@ -21,13 +21,11 @@ from ._version import __version__
 from .archive import Member, MemberReader, check_member, list_members, open_archive
 from .directio import slab_buffers
 from .errors import ArchiveError
-from .records import ArrayRecord, ConvertOptions, Result, Task
+from .records import ArrayRecord, ConvertOptions, Result, Task, default_chunk_rows
 from .resume import OPTIONS_ATTR, options_fingerprint
 from .sinks import ArraySpec, open_sink
 from .slabs import SlabPipeline
 from .storage import is_url
-
-TARGET_CHUNK_BYTES = 4 << 20
 
 
 def init_process() -> None:
@@ -53,10 +51,6 @@ def record_layout(options: ConvertOptions) -> tuple[np.dtype, tuple[int, ...], i
     dtype = np.dtype(options.dtype)
     row_shape = tuple(options.shape[1:])
     return dtype, row_shape, dtype.itemsize * math.prod(row_shape)
-
-
-def default_chunk_rows(row_bytes: int) -> int:
-    return max(1, TARGET_CHUNK_BYTES // row_bytes)
 
 
 def array_shape(archive: str, member: Member, options: ConvertOptions) -> tuple[int, ...]:
@@ -117,8 +111,10 @@ def _convert(task: Task) -> tuple[list[ArrayRecord], int, int]:
             storage_options=task.storage_options,
         )
         try:
-            slab_chunks = max(1, options.slab_bytes // (chunk_rows * row_bytes))
-            slab_rows_max = chunk_rows * slab_chunks
+            # Slabs are whole shards where there are shards: the sink writes one at a time.
+            grid_rows = options.shard_rows or chunk_rows
+            slab_units = max(1, options.slab_bytes // (grid_rows * row_bytes))
+            slab_rows_max = grid_rows * slab_units
             longest = max(s[0] for s in shapes)
             buffer_rows = min(slab_rows_max, max(longest, 1))
             # Page-aligned, so the sinks can hand slabs to O_DIRECT writes without a copy.
@@ -176,6 +172,10 @@ def _copy_member(
     chunks = (max(1, min(chunk_rows, rows)), *shape[1:])
     if options.contiguous:  # one chunk for the whole array; slabs still stream in pieces
         chunks = (max(1, rows), *shape[1:])
+    inner_chunks = None
+    if options.shard_rows:  # the store's grid is shards; chunks live inside them
+        inner_chunks = chunks
+        chunks = (shard_rows(options.shard_rows, chunks[0], rows), *shape[1:])
     handle = sink.add_array(
         ArraySpec(
             name=member.array_name,
@@ -191,9 +191,10 @@ def _copy_member(
                 "dtype": np.dtype(options.dtype).str,
                 "zconvert_version": __version__,
             },
+            inner_chunks=inner_chunks,
         )
     )
-    # A slab is a whole number of chunks, so no chunk is ever written twice.
+    # A slab is a whole number of chunks (shards), so no chunk is ever written twice.
     longest = len(buffers[0])
     slab_rows = (longest // chunks[0]) * chunks[0] if longest >= chunks[0] else longest
     row_bytes = buffers[0].itemsize * math.prod(shape[1:])
@@ -234,12 +235,20 @@ def _copy_member(
         member=member.name,
         shape=shape,
         dtype=np.dtype(options.dtype).str,
-        chunks=chunks,
+        chunks=inner_chunks or chunks,  # as zarr reports them: the chunks inside shards
         codec=options.codec,
         crc32=member.crc32,
         nbytes=member.file_size,
         stored_bytes=stored,
+        shards=chunks if inner_chunks else None,
     )
+
+
+def shard_rows(configured: int, chunk_rows: int, rows: int) -> int:
+    """Rows per shard of an array: as configured, but no more than the whole chunks that
+    cover a shorter array (its single shard then indexes no chunk past its end)."""
+    covering = -(-max(rows, 1) // chunk_rows) * chunk_rows
+    return min(configured, covering)
 
 
 # Uncompressed pieces handed to the writer: small enough that little is left to write after

@@ -25,6 +25,9 @@ class ArraySpec:
     chunks: tuple[int, ...]
     dimension_names: tuple[str, ...]
     attributes: dict[str, Any]
+    # Sharded (Zarr 3): the chunk shape inside each shard. `chunks` is then the shard shape,
+    # the grid the store is written in, so "whole chunks" everywhere means whole shards.
+    inner_chunks: tuple[int, ...] | None = None
 
 
 class Sink(Protocol):

@@ -8,6 +8,11 @@ writes (tests read them with zarr, tensorstore and xarray).
 Chunk files hold full chunks, edge chunks padded with the fill value (0), as the spec says.
 Uncompressed arrays may be written a piece of a chunk at a time (a one-chunk array is then a
 plain file that can be memory-mapped); compressed ones take whole chunks.
+
+Sharded arrays (Zarr 3 `sharding_indexed`) are written a whole shard at a time: one file per
+shard at the usual chunk key, holding its inner chunks encoded one after the other, then the
+index (offset and length of each inner chunk, C order, uint64 little-endian; 2**64-1 for both
+where an inner chunk lies wholly past the array's end and is not stored) and its CRC32C.
 """
 
 from __future__ import annotations
@@ -17,15 +22,20 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+import google_crc32c
 import numpy as np
 
 from ..codecs import get_preset
-from ..directio import FileWriter
+from ..directio import ALIGN, FileWriter
 from ..records import ConvertOptions
 from . import ArraySpec
 from ._atomic import publish, remove_path, temp_sibling
 
 _V3_TYPES = {"i": "int", "u": "uint", "f": "float", "c": "complex"}
+_NO_CHUNK = 2**64 - 1  # a shard index's offset and length of an inner chunk not stored
+# A shard's encoded chunks are gathered to about this size before each write: page-aligned
+# pieces go to disk direct, and memory holds one piece rather than a whole encoded shard.
+SHARD_PIECE_BYTES = 1 << 20
 
 
 def zarr3_data_type(dtype: np.dtype) -> str:
@@ -52,6 +62,7 @@ class _ZarrArray:
     dtype: np.dtype
     key_prefix: str  # "c/" (v3) or "" (v2)
     key_separator: str  # "/" (v3) or "." (v2)
+    inner_chunks: tuple[int, ...] | None = None  # sharded: `chunks` is the shard shape
     stored_bytes: int = 0
     chunk_dirs: set[str] = field(default_factory=set)
     # The uncompressed chunk being filled piece by piece, kept open between pieces.
@@ -66,6 +77,23 @@ class _ZarrArray:
         rest = self.key_separator.join("0" for _ in self.shape[1:])
         key = f"{self.key_prefix}{index}" + (self.key_separator + rest if rest else "")
         return os.path.join(self.path, *key.split("/"))
+
+
+def _sharding_codec(inner_chunks: tuple[int, ...], codecs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The `sharding_indexed` codec over the array's own codecs, configured as zarr-python
+    writes it (index at the end, protected by a CRC32C)."""
+    return {
+        "name": "sharding_indexed",
+        "configuration": {
+            "chunk_shape": list(inner_chunks),
+            "codecs": codecs,
+            "index_codecs": [
+                {"name": "bytes", "configuration": {"endian": "little"}},
+                {"name": "crc32c"},
+            ],
+            "index_location": "end",
+        },
+    }
 
 
 class ZarrSink:
@@ -115,6 +143,8 @@ class ZarrSink:
             if dtype.itemsize == 1:
                 codecs = [{"name": "bytes", "configuration": {}}]
             codecs += self.preset.zarr3_codecs(dtype.itemsize)
+            if spec.inner_chunks is not None:
+                codecs = [_sharding_codec(spec.inner_chunks, codecs)]
             doc = {
                 "shape": list(spec.shape),
                 "data_type": zarr3_data_type(dtype),
@@ -132,7 +162,9 @@ class ZarrSink:
                 "storage_transformers": [],
             }
             _write_json(os.path.join(path, "zarr.json"), doc)
-            return self._track(_ZarrArray(path, spec.shape, spec.chunks, dtype, "c/", "/"))
+            return self._track(
+                _ZarrArray(path, spec.shape, spec.chunks, dtype, "c/", "/", spec.inner_chunks)
+            )
         doc = {
             "shape": list(spec.shape),
             "chunks": list(spec.chunks),
@@ -162,25 +194,62 @@ class ZarrSink:
         return FileWriter(path, create=create, enabled=self.direct_io)
 
     def partial_writes(self, handle: _ZarrArray) -> bool:
-        return self.codec is None  # raw chunk files take bytes at any offset
+        # Raw chunk files take bytes at any offset; a shard's index needs all its chunks.
+        return self.codec is None and handle.inner_chunks is None
 
     def write_slab(self, handle: _ZarrArray, row_start: int, slab: np.ndarray) -> None:
-        chunk_rows = handle.chunks[0]
-        if self.codec is None:
+        if self.codec is None and handle.inner_chunks is None:
             self._write_raw(handle, row_start, slab)
             return
+        chunk_rows = handle.chunks[0]
         if row_start % chunk_rows:
-            raise ValueError("compressed slabs must start on a chunk boundary")
+            raise ValueError("compressed or sharded slabs must start on a chunk boundary")
         for offset in range(0, len(slab), chunk_rows):
+            index = (row_start + offset) // chunk_rows
             piece = slab[offset : offset + chunk_rows]
-            if len(piece) < chunk_rows:  # the edge chunk, padded with the fill value
-                padded = np.zeros(handle.chunks, dtype=handle.dtype)
-                padded[: len(piece)] = piece
-                piece = padded
-            encoded = self.codec.encode(piece)
-            with self._open_chunk(handle, (row_start + offset) // chunk_rows, True) as f:
+            if handle.inner_chunks is not None:
+                self._write_shard(handle, handle.inner_chunks, index, piece)
+                continue
+            encoded = self._encode(piece, handle.chunks)
+            with self._open_chunk(handle, index, True) as f:
                 f.pwrite(encoded, 0)
             handle.stored_bytes += len(encoded)
+
+    def _encode(self, piece: np.ndarray, chunk_shape: tuple[int, ...]) -> bytes | memoryview:
+        """One chunk's stored bytes; an edge chunk is first padded with the fill value."""
+        if len(piece) < chunk_shape[0]:
+            padded = np.zeros(chunk_shape, dtype=piece.dtype)
+            padded[: len(piece)] = piece
+            piece = padded
+        if self.codec is None:
+            return memoryview(np.ascontiguousarray(piece)).cast("B")
+        return self.codec.encode(piece)
+
+    def _write_shard(
+        self, handle: _ZarrArray, inner_chunks: tuple[int, ...], shard: int, rows: np.ndarray
+    ) -> None:
+        """One shard file: its inner chunks (all within the array) encoded, then the index."""
+        inner_rows = inner_chunks[0]
+        index = np.full((handle.chunks[0] // inner_rows, 2), _NO_CHUNK, dtype="<u8")
+        pending: list[bytes | memoryview] = []
+        pending_bytes = written = 0
+        with self._open_chunk(handle, shard, True) as f:
+            for i, start in enumerate(range(0, len(rows), inner_rows)):
+                encoded = self._encode(rows[start : start + inner_rows], inner_chunks)
+                index[i] = (written + pending_bytes, len(encoded))
+                pending.append(encoded)
+                pending_bytes += len(encoded)
+                if pending_bytes >= SHARD_PIECE_BYTES:  # write the page-aligned part
+                    block = b"".join(pending)
+                    aligned = len(block) // ALIGN * ALIGN
+                    f.pwrite(memoryview(block)[:aligned], written)
+                    written += aligned
+                    pending, pending_bytes = [block[aligned:]], len(block) - aligned
+            index_bytes = index.tobytes()
+            pending += [index_bytes, google_crc32c.value(index_bytes).to_bytes(4, "little")]
+            tail = b"".join(pending)
+            f.pwrite(tail, written)
+        handle.stored_bytes += written + len(tail)
 
     def _write_raw(self, handle: _ZarrArray, row_start: int, slab: np.ndarray) -> None:
         chunk_rows = handle.chunks[0]

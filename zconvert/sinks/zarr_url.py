@@ -116,6 +116,9 @@ class ZarrURLSink:
     def add_array(self, spec: ArraySpec) -> zarr.Array:
         attributes = dict(spec.attributes)
         kwargs: dict[str, Any] = {}
+        chunks = spec.chunks
+        if spec.inner_chunks is not None:  # zarr's chunks are the inner ones, inside shards
+            chunks, kwargs["shards"] = spec.inner_chunks, spec.chunks
         if self.zarr_format == 3:
             kwargs["dimension_names"] = spec.dimension_names
         else:
@@ -125,7 +128,7 @@ class ZarrURLSink:
             spec.name,
             shape=spec.shape,
             dtype=spec.dtype,
-            chunks=spec.chunks,
+            chunks=chunks,
             compressors=self.compressors,
             fill_value=0,
             attributes=attributes,

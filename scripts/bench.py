@@ -156,7 +156,9 @@ def run_scenario(name: str, data: str, out: str, workers: int) -> dict[str, floa
 
         fmt, codec, *flags = name.split(":")
         options = {"format": fmt, "codec": codec, "workers": workers}
-        options.update({flag.replace("-", "_"): True for flag in flags})  # e.g. parallel-inflate
+        for flag in flags:  # e.g. parallel-inflate, no-parallel-inflate
+            on = not flag.startswith("no-")
+            options[flag.removeprefix("no-").replace("-", "_")] = on
         report = zconvert.convert(data, out, **options)
         assert report.ok, report.failed[:1]
         worker_peak = max(r.peak_rss for r in report.results)
@@ -287,14 +289,14 @@ def suite_big(args: argparse.Namespace) -> list[dict[str, object]]:
     """One archive with a single 1 GiB member against single-threaded stdlib inflate of it."""
     data = ensure_data(os.path.join(args.work, "big-1g"), 1, (1 << 30) // 16)
     base = "stdlib-inflate-1thread"
-    parallel = "hdf5:none:parallel-inflate"
-    scenarios = [base, "hdf5:none", parallel, "zarr:blosc-lz4"]
-    floors = {"hdf5:none": (base, 0.6), parallel: (base, 0.6), "zarr:blosc-lz4": (base, 0.6)}
+    one_thread = "hdf5:none:no-parallel-inflate"  # ISA-L on one thread, as before auto mode
+    scenarios = [base, "hdf5:none", one_thread, "zarr:blosc-lz4"]
+    floors = {"hdf5:none": (base, 0.6), one_thread: (base, 0.6), "zarr:blosc-lz4": (base, 0.6)}
     rows = compare_rows("one 1 GiB member", scenarios, floors, data, args)
     for r in rows:
         if r["scenario"] in floors:
-            ok = float(r["worker_peak_mb"]) < 150
-            r["note"] = f"worker peak < 150 MB: {'yes' if ok else 'NO'}"
+            ok = float(r["worker_peak_mb"]) < 200
+            r["note"] = f"worker peak < 200 MB: {'yes' if ok else 'NO'}"
     return rows
 
 

@@ -27,6 +27,7 @@ BAD = [
     ("chunk_rows: -5", "chunk_rows", "positive"),
     ("chunk_rows: 1.5", "chunk_rows", "not a whole number"),
     ("overwrite: 'yes'", "overwrite", "true or false"),
+    ("parallel_inflate: 'sometimes'", "parallel_inflate", "true, false or null (auto)"),
     ("max_ratio: big", "max_ratio", "not a number"),
     ("max_ratio: 0.5", "max_ratio", "greater than 1"),
     ("slab_bytes: -1", "slab_bytes", "positive"),

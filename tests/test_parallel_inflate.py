@@ -74,3 +74,37 @@ def test_a_single_large_archive_converts_through_the_parallel_path(tmp_path, sma
     )
     assert report.ok, report.failed
     np.testing.assert_array_equal(zconvert.open_memmap(report.results[0].store), data)
+
+
+def test_auto_inflates_in_parallel_only_where_memory_stays_bounded():
+    from zconvert.parallel_inflate import (
+        PARALLEL_AUTO_MAX_BYTES,
+        PARALLEL_MIN_BYTES,
+        threads_for,
+    )
+
+    large, huge = PARALLEL_MIN_BYTES, PARALLEL_AUTO_MAX_BYTES + 1
+    assert threads_for(large, 2, None) == 2  # auto: large members on spare cores
+    assert threads_for(huge, 2, None) == 1  # auto: rapidgzip's index would grow past bounds
+    assert threads_for(huge, 2, True) == 2  # asked for explicitly
+    assert threads_for(large, 2, False) == 1
+    assert threads_for(large - 1, 2, True) == 1  # too small to pay for the threads
+
+
+@pytest.mark.parametrize("setting", [None, True, False])
+def test_one_archive_gets_the_idle_cores_unless_parallel_inflate_is_off(tmp_path, setting):
+    import os
+
+    from zconvert.config import build_config
+    from zconvert.plan import plan_tasks
+    from zconvert.run import _with_spare_cores
+
+    make_zip(tmp_path / "in" / "a.zip", {"blob.bin": float_rows(1000)})
+    options = {} if setting is None else {"parallel_inflate": setting}
+    config = build_config(
+        None, inputs=[str(tmp_path / "in")], output=str(tmp_path / "out"), codec="none", **options
+    )
+    assert config.options.parallel_inflate is setting  # unset means auto (None)
+    (task,) = _with_spare_cores(plan_tasks(config), "serial", None)
+    expected = 1 if setting is False else max(1, os.cpu_count() or 1)
+    assert task.options.inflate_threads == expected

@@ -153,9 +153,9 @@ def _add_convert_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--parallel-inflate",
         default=S,
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
         help="inflate a large member on idle cores (rapidgzip): faster for one huge archive, "
-        "more memory",
+        "more memory (default: auto, members of 64 MiB-2 GiB with uncompressed output)",
     )
     p.add_argument(
         "--durable",

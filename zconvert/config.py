@@ -74,9 +74,12 @@ KEYS: dict[str, tuple[Any, str]] = {
         "than the page cache; false for ordinary buffered writes",
     ),
     "parallel_inflate": (
-        False,
-        "inflate a large member (64 MiB+ deflated) on cores the run leaves idle, with rapidgzip: "
-        "about 1.3x faster for one huge archive, but up to ~150 MB more memory per worker",
+        None,
+        "inflate a large member on cores the run leaves idle (fewer archives than cores), with "
+        "rapidgzip: about 1.25x faster for one huge archive, for ~40-100 MB more memory; a "
+        "compressed store keeps one core for its writer. null (auto): members of 64 MiB to 2 GiB "
+        "deflated (rapidgzip keeps an index that grows with the member); true: every member of "
+        "64 MiB+; false: never",
     ),
     "debug": (False, "keep tracebacks of failures (the CLI's --debug)"),
 }
@@ -222,7 +225,11 @@ def _validate(key: str, value: Any, source: str | None) -> Any:
         if value <= 1:
             raise ConfigError(key, f"{value} must be greater than 1", source)
         return float(value)
-    if key in ("overwrite", "debug", "durable", "contiguous", "direct_io", "parallel_inflate"):
+    if key == "parallel_inflate":
+        if value is None or value == "auto":
+            return None
+        return _expect(value, bool, key, source, "true, false or null (auto)")
+    if key in ("overwrite", "debug", "durable", "contiguous", "direct_io"):
         return _expect(value, bool, key, source, "true or false")
     raise ConfigError(key, f"unknown key; known keys are {', '.join(KEYS)}", source)
 

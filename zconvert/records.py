@@ -34,7 +34,7 @@ class ConvertOptions:
     max_member_bytes: int = 1 << 40
     durable: bool = False
     direct_io: bool = True  # write large data around the page cache where possible
-    parallel_inflate: bool = False  # inflate one large member on spare cores (rapidgzip)
+    parallel_inflate: bool | None = None  # None: auto (see parallel_inflate.threads_for)
     inflate_threads: int = 1  # set by the run from parallel_inflate: spare cores per task
     debug: bool = False
 

@@ -90,7 +90,7 @@ def _with_spare_cores(tasks: list[Task], engine: str, workers: int | None) -> li
     """Tell tasks how many cores each may use to inflate one large member: with fewer tasks
     than cores (one huge archive), the idle ones can inflate in parallel."""
     cores = os.cpu_count() or 1
-    if engine == "dask" or not tasks or not tasks[0].options.parallel_inflate:
+    if engine == "dask" or not tasks or tasks[0].options.parallel_inflate is False:
         return tasks  # a cluster's cores are the cluster's business
     running = 1 if engine == "serial" else max(1, min(workers or cores, len(tasks)))
     # A compressed store keeps one core per task for the writer thread's compression.

@@ -21,6 +21,7 @@ from ._version import __version__
 from .archive import Member, MemberReader, check_member, list_members, open_archive
 from .directio import slab_buffers
 from .errors import ArchiveError
+from .parallel_inflate import threads_for
 from .records import ArrayRecord, ConvertOptions, Result, Task, default_chunk_rows
 from .resume import OPTIONS_ATTR, options_fingerprint
 from .sinks import ArraySpec, open_sink
@@ -199,7 +200,8 @@ def _copy_member(
     slab_rows = (longest // chunks[0]) * chunks[0] if longest >= chunks[0] else longest
     row_bytes = buffers[0].itemsize * math.prod(shape[1:])
     step = piece_rows(chunks[0], slab_rows, row_bytes, sink.partial_writes(handle))
-    reader = MemberReader(task.archive, fileobj, zf, member, options.inflate_threads)
+    threads = threads_for(member.compress_size, options.inflate_threads, options.parallel_inflate)
+    reader = MemberReader(task.archive, fileobj, zf, member, threads)
     try:
         with SlabPipeline(lambda row, piece: sink.write_slab(handle, row, piece), buffers) as pipe:
             row = 0

@@ -156,14 +156,16 @@ def run_scenario(name: str, data: str, out: str, workers: int) -> dict[str, floa
 
         fmt, codec, *flags = name.split(":")
         options = {"format": fmt, "codec": codec, "workers": workers}
-        for flag in flags:  # e.g. parallel-inflate, no-parallel-inflate
-            on = not flag.startswith("no-")
-            options[flag.removeprefix("no-").replace("-", "_")] = on
+        for flag in flags:  # parallel-inflate, no-parallel-inflate, chunk-rows=1000
+            name, _, value = flag.partition("=")
+            key = name.removeprefix("no-").replace("-", "_")
+            options[key] = int(value) if value else not name.startswith("no-")
         report = zconvert.convert(data, out, **options)
         assert report.ok, report.failed[:1]
         worker_peak = max(r.peak_rss for r in report.results)
     wall = time.perf_counter() - start
-    return {"wall": wall, "parent_peak": _vmhwm(), "worker_peak": worker_peak}
+    files = sum(len(names) for _, _, names in os.walk(out)) if os.path.isdir(out) else 0
+    return {"wall": wall, "parent_peak": _vmhwm(), "worker_peak": worker_peak, "files": files}
 
 
 def _child(name: str, data: str, out: str, workers: int) -> dict[str, float]:
@@ -313,6 +315,27 @@ def suite_small(args: argparse.Namespace) -> list[dict[str, object]]:
             _row("2000 x (1000 x 4)", name, m["wall"], "", None, target, rate >= 400, m, note)
         )
     return rows
+
+
+def suite_shards(args: argparse.Namespace) -> list[dict[str, object]]:
+    """Small chunks (1,000 rows) alone, one file each, against the same packed into shards."""
+    kind = "smooth"
+    data = ensure_data(os.path.join(args.work, f"codecs-{kind}"), args.codec_count, args.rows, kind)
+    plain = "zarr:blosc-lz4:chunk-rows=1000"
+    sharded = f"{plain}:shard-rows=262000"
+    best = best_of("small chunks", [plain, sharded], data, args)
+    return [
+        _row(
+            "small chunks",
+            name,
+            best[name]["wall"],
+            plain if name == sharded else "",
+            best[name]["wall"] / best[plain]["wall"] if name == sharded else None,
+            m=best[name],
+            note=f"{int(best[name]['files'])} files",
+        )
+        for name in (plain, sharded)
+    ]
 
 
 def _time_command(argv: list[str], repeat: int) -> float:
@@ -515,7 +538,7 @@ def read_previous(path: str) -> dict[tuple[str, str], float]:
     return previous
 
 
-SUITES = ("seed", "seed60", "throughput", "big", "small", "startup", "codecs")
+SUITES = ("seed", "seed60", "throughput", "big", "small", "startup", "shards", "codecs")
 
 
 def main() -> None:
@@ -558,6 +581,8 @@ def main() -> None:
         rows += suite_small(args)
     if "startup" in suites:
         rows += suite_startup(args)
+    if "shards" in suites:
+        rows += suite_shards(args)
     codecs = suite_codecs(args) if "codecs" in suites else []
     print()
     print("\n".join(table_lines(rows)))

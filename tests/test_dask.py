@@ -169,7 +169,8 @@ def test_worker_death_fails_its_archive_only(seed_dir, tmp_path):
     }
     assert results["archive_2.zip"].status == "failed"
     assert "died" in results["archive_2.zip"].error
-    assert results["archive_0.zip"].ok and results["archive_1.zip"].ok
+    for name in ("archive_0.zip", "archive_1.zip"):
+        assert results[name].ok, results[name].error
 
 
 def test_dask_workers_read_and_write_s3(cluster, s3, tmp_path):

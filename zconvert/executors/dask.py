@@ -84,13 +84,25 @@ class DaskExecutor:
             task_of = {f.key: t for f, t in zip(futures, tasks, strict=True)}
             # with_results gathers results as they finish, instead of one round trip each.
             completed = as_completed(futures, with_results=True, raise_errors=False)
+            retried: set[str] = set()
             for future, value in completed:
                 task = task_of.pop(future.key)
-                if future.status == "finished":
+                # The value decides, not future.status: a result already gathered stays good
+                # even when the worker that held it dies and the status changes under us
+                # (CI saw a finished Result reported as an error that way).
+                if isinstance(value, Result):
                     yield value
                 else:  # an error comes as (type, exception, traceback)
                     exc = value[1] if isinstance(value, tuple) and len(value) == 3 else value
-                    yield crashed_result(task, _describe(exc))
+                    if type(exc).__name__ != "KilledWorker" and task.relpath not in retried:
+                        # Not this task's own death: e.g. its finished result was lost with a
+                        # worker that another task killed. Once more, on the cluster as it is.
+                        retried.add(task.relpath)
+                        again = client.submit(fn, task, pure=False)
+                        task_of[again.key] = task
+                        completed.add(again)
+                    else:
+                        yield crashed_result(task, _describe(exc))
                 future.release()
         finally:
             if client is not None:

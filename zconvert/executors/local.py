@@ -24,6 +24,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from ..records import Result, Task
+from ..storage import is_url
 from . import crashed_result
 
 _NOT_STARTED, _RUNNING, _RETURNED = 0, 1, 2
@@ -75,7 +76,7 @@ def _caller_script_hidden() -> Iterator[None]:
         main.__file__ = path
 
 
-def _submit(pool: ProcessPoolExecutor, *args: Any) -> Future[Result]:
+def _submit(pool: ProcessPoolExecutor, *args: Any) -> Future[list[Result]]:
     with _caller_script_hidden():  # worker processes start inside submit()
         return pool.submit(*args)
 
@@ -88,7 +89,6 @@ def _init_worker(states: Any) -> None:
     from ..worker import init_process
 
     close_inherited_locks()
-
     init_process()
 
 
@@ -134,8 +134,10 @@ def plan_batches(tasks: Sequence[Task], workers: int) -> list[list[int]]:
 
 def _archive_bytes(path: str) -> int:
     """An archive's size; URLs and unreadable paths count as large (never batched)."""
+    if is_url(path):
+        return BATCH_BYTES
     try:
-        return os.stat(path).st_size if "://" not in path else BATCH_BYTES
+        return os.stat(path).st_size
     except OSError:
         return BATCH_BYTES
 
@@ -217,7 +219,7 @@ class LocalExecutor:
     def _run_alone(self, fn: Callable[[Task], Result], tasks: list[Task]) -> Iterator[Result]:
         """Each task in a fresh one-process pool, a few at a time: a death is its own."""
         queue = list(tasks)
-        running: dict[Future[Result], tuple[Task, ProcessPoolExecutor]] = {}
+        running: dict[Future[list[Result]], tuple[Task, ProcessPoolExecutor]] = {}
         try:
             while queue or running:
                 while queue and len(running) < self.workers:

@@ -129,16 +129,16 @@ def test_flags_are_validated_like_the_file(tmp_path):
 def test_dtypes_parsed_without_numpy_agree_with_numpy(value):
     import numpy as np
 
-    from zconvert.config import _parse_dtype
+    from zconvert.dtypes import parse_dtype
 
     try:
         expected = np.dtype(value)
     except TypeError:
         with pytest.raises(ConfigError):
-            _parse_dtype(value, "dtype", None)
+            parse_dtype(value, "dtype", None)
         return
     if expected.kind not in "fiuc":
         with pytest.raises(ConfigError):
-            _parse_dtype(value, "dtype", None)
+            parse_dtype(value, "dtype", None)
         return
-    assert _parse_dtype(value, "dtype", None) == expected.str
+    assert parse_dtype(value, "dtype", None) == expected.str

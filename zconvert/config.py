@@ -7,13 +7,12 @@ are built from the same table. Errors name the key and the file.
 from __future__ import annotations
 
 import os
-import re
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from .codecs import PRESETS
+from .dtypes import dtype_itemsize, parse_dtype
 from .errors import ConfigError
 from .records import ConvertOptions, default_chunk_rows
 
@@ -109,53 +108,6 @@ def _parse_shape(value: Any, key: str, source: str | None) -> tuple[int, ...]:
     return tuple(value)
 
 
-_DTYPE_CODE = re.compile(r"([<>=|]?)([fiuc])(\d+)")
-_DTYPE_NAME = re.compile(r"(float|int|uint|complex)(\d+)")
-_SIZES = {"f": (2, 4, 8), "i": (1, 2, 4, 8), "u": (1, 2, 4, 8), "c": (8, 16)}
-_KINDS = {"float": "f", "int": "i", "uint": "u", "complex": "c"}
-
-
-def _simple_dtype(value: Any) -> str | None:
-    """numpy's canonical string for common numeric dtypes ('<f4', 'float32', 'u1'), without
-    importing numpy: the parent process never needs it, and it costs 0.1 s plus a thread
-    pool. None when only numpy can tell."""
-    if not isinstance(value, str):
-        return None
-    order, kind, size = "", "", ""
-    if m := _DTYPE_CODE.fullmatch(value):
-        order, kind, size = m.groups()
-    elif (m := _DTYPE_NAME.fullmatch(value)) is not None:
-        kind, bits = _KINDS[m.group(1)], int(m.group(2))
-        size = str(bits // 8) if bits % 8 == 0 else ""
-    if not size.isdigit() or int(size) not in _SIZES.get(kind, ()):
-        return None
-    if int(size) == 1:
-        return f"|{kind}1"
-    if order in ("", "=", "|"):
-        order = "<" if sys.byteorder == "little" else ">"
-    return f"{order}{kind}{size}"
-
-
-def dtype_itemsize(dtype: str) -> int:
-    """Bytes per element of a canonical dtype string from _parse_dtype ('<f4' -> 4)."""
-    return int(dtype[2:])
-
-
-def _parse_dtype(value: Any, key: str, source: str | None) -> str:
-    simple = _simple_dtype(value)
-    if simple is not None:
-        return simple
-    import numpy as np
-
-    try:
-        dt = np.dtype(value)
-    except TypeError:
-        raise ConfigError(key, f"{value!r} is not a numpy dtype such as <f4", source) from None
-    if dt.kind not in "fiuc" or dt.itemsize == 0:
-        raise ConfigError(key, f"{value!r} must be a numeric dtype such as <f4", source)
-    return dt.str
-
-
 def _expect(
     value: Any, types: type | tuple[type, ...], key: str, source: str | None, what: str
 ) -> Any:
@@ -197,7 +149,7 @@ def _validate(key: str, value: Any, source: str | None) -> Any:
     if key == "zarr_format":
         return _choice(value, key, source, (2, 3))
     if key == "dtype":
-        return _parse_dtype(value, key, source)
+        return parse_dtype(value, key, source)
     if key == "shape":
         return _parse_shape(value, key, source)
     if key in ("chunk_rows", "shard_rows", "workers", "slab_bytes", "max_member_bytes"):

@@ -45,6 +45,16 @@ def discover_any(
     return found
 
 
+def archive_size(path: str) -> int | None:
+    """A local archive's size in bytes; None for a URL or a path that cannot be read."""
+    if is_url(path):
+        return None
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return None
+
+
 def _relpath(below_root: str, fmt: str) -> str:
     stem = below_root[:-4] if below_root.lower().endswith(".zip") else below_root
     return stem + SUFFIXES[fmt]

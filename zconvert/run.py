@@ -14,7 +14,7 @@ from .executors import get_executor
 from .inflate import backend_summary
 from .manifest import write_manifest
 from .outdir import lock_output, remove_leftovers
-from .plan import plan_tasks
+from .plan import archive_size, plan_tasks
 from .records import Result, Task
 from .storage import is_url
 from .tasks import convert_archive, convert_archive_unless_current
@@ -81,7 +81,7 @@ def _engine_for(config: RunConfig, tasks: Sequence[Task]) -> str:
         return config.executor
     if any(is_url(t.archive) for t in tasks):
         return "local"  # remote archives: reading them is the slow part, not starting workers
-    if len(tasks) <= 1 or sum(_size(t.archive) for t in tasks) <= IN_PROCESS_MAX_BYTES:
+    if len(tasks) <= 1 or sum(archive_size(t.archive) or 0 for t in tasks) <= IN_PROCESS_MAX_BYTES:
         return "serial"  # one archive gains nothing from a pool but its start-up
     return "local"
 
@@ -100,13 +100,6 @@ def _with_spare_cores(tasks: list[Task], engine: str, workers: int | None) -> li
         return tasks
     options = dataclasses.replace(tasks[0].options, inflate_threads=threads)
     return [dataclasses.replace(t, options=options) for t in tasks]
-
-
-def _size(path: str) -> int:
-    try:
-        return os.stat(path).st_size
-    except OSError:
-        return 0
 
 
 def run(

@@ -23,8 +23,8 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
+from ..plan import archive_size
 from ..records import Result, Task
-from ..storage import is_url
 from . import crashed_result
 
 _NOT_STARTED, _RUNNING, _RETURNED = 0, 1, 2
@@ -118,7 +118,8 @@ def plan_batches(tasks: Sequence[Task], workers: int) -> list[list[int]]:
     current: list[int] = []
     size = 0
     for i, task in enumerate(tasks):
-        nbytes = _archive_bytes(task.archive)
+        size = archive_size(task.archive)
+        nbytes = BATCH_BYTES if size is None else size  # URLs, unreadable: never batched
         if current and (len(current) >= limit or size + nbytes > BATCH_BYTES):
             batches.append(current)
             current, size = [], 0
@@ -130,16 +131,6 @@ def plan_batches(tasks: Sequence[Task], workers: int) -> list[list[int]]:
     if current:
         batches.append(current)
     return batches
-
-
-def _archive_bytes(path: str) -> int:
-    """An archive's size; URLs and unreadable paths count as large (never batched)."""
-    if is_url(path):
-        return BATCH_BYTES
-    try:
-        return os.stat(path).st_size
-    except OSError:
-        return BATCH_BYTES
 
 
 def _next_finished(finished: queue.SimpleQueue[Future[list[Result]]]) -> Future[list[Result]]:

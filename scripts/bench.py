@@ -256,16 +256,24 @@ def compare_rows(
     return rows
 
 
+def _note_peak(
+    rows: list[dict[str, object]], compared: dict[str, object], process: str, limit_mb: float
+) -> list[dict[str, object]]:
+    """Note on each compared scenario's row whether the parent's or worker's peak stayed
+    under `limit_mb`."""
+    for r in rows:
+        if r["scenario"] in compared:
+            ok = float(r[f"{process}_peak_mb"]) < limit_mb  # type: ignore[arg-type]
+            r["note"] = f"{process} peak < {limit_mb:g} MB: {'yes' if ok else 'NO'}"
+    return rows
+
+
 def suite_seed(args: argparse.Namespace, count: int) -> list[dict[str, object]]:
     data = ensure_data(os.path.join(args.work, f"seed-{count}"), count, args.rows)
     scenarios = ["floor", "zarr:blosc-lz4", "hdf5:none", "seed-memmap"]
     floors = {"zarr:blosc-lz4": ("floor", 1.3), "hdf5:none": ("floor", 1.3)}
     rows = compare_rows(f"seed x{count}", scenarios, floors, data, args)
-    for r in rows:
-        if r["scenario"] in floors:
-            ok = float(r["parent_peak_mb"]) < 80
-            r["note"] = f"parent peak < 80 MB: {'yes' if ok else 'NO'}"
-    return rows
+    return _note_peak(rows, floors, "parent", 80)
 
 
 def suite_throughput(args: argparse.Namespace) -> list[dict[str, object]]:
@@ -295,11 +303,7 @@ def suite_big(args: argparse.Namespace) -> list[dict[str, object]]:
     scenarios = [base, "hdf5:none", one_thread, "zarr:blosc-lz4"]
     floors = {"hdf5:none": (base, 0.6), one_thread: (base, 0.6), "zarr:blosc-lz4": (base, 0.6)}
     rows = compare_rows("one 1 GiB member", scenarios, floors, data, args)
-    for r in rows:
-        if r["scenario"] in floors:
-            ok = float(r["worker_peak_mb"]) < 200
-            r["note"] = f"worker peak < 200 MB: {'yes' if ok else 'NO'}"
-    return rows
+    return _note_peak(rows, floors, "worker", 200)
 
 
 def suite_small(args: argparse.Namespace) -> list[dict[str, object]]:

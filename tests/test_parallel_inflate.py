@@ -29,7 +29,7 @@ def _read_all(path, threads):  # type: ignore[no-untyped-def]
         (member,) = list_members(str(path), zf)
         reader = MemberReader(str(path), fileobj, zf, member, inflate_threads=threads)
         try:
-            parallel = reader._raw is None
+            parallel = reader._raw is None and reader._direct is None
             out = bytearray(member.file_size + 1)
             n = 0
             while True:

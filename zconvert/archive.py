@@ -13,6 +13,7 @@ import zipfile
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
+from . import direct_inflate
 from .errors import ArchiveError
 from .inflate import crc32, raw_decompressobj
 from .parallel_inflate import open_parallel
@@ -200,6 +201,7 @@ class MemberReader:
         self.produced = 0
         self._fileobj = fileobj
         self._raw: Any = None
+        self._direct: direct_inflate.DirectInflater | None = None
         self._zip_stream: Any = None
         if member.header_offset < 0:
             raise ArchiveError(
@@ -218,7 +220,11 @@ class MemberReader:
                     self._remaining_in = member.compress_size
                     self._pending: Any = b""
                     self._input = memoryview(bytearray(_INPUT_PIECE))  # reused for every read
-                    self._raw = raw_decompressobj()
+                    if direct_inflate.available():  # straight into the caller's buffer
+                        self._direct = direct_inflate.DirectInflater()
+                        self._input_address = direct_inflate.address_of(self._input)
+                    else:
+                        self._raw = raw_decompressobj()
             else:
                 # zipfile checks its own CRC too; ours runs anyway so both paths report alike.
                 self._zip_stream = zf.open(member.info)
@@ -245,7 +251,12 @@ class MemberReader:
     def readinto(self, out: memoryview) -> int:
         """Fill `out` as far as the member allows; returns the byte count (short only at the end)."""
         try:
-            n = self._read_raw(out) if self._raw is not None else self._read_zipfile(out)
+            if self._direct is not None:
+                n = self._read_direct(out)
+            elif self._raw is not None:
+                n = self._read_raw(out)
+            else:
+                n = self._read_zipfile(out)
         except ArchiveError:
             raise
         except Exception as exc:  # lzma/bz2 errors, EOFError, OSError: corrupt member, not a bug
@@ -253,9 +264,44 @@ class MemberReader:
                 self.archive, self.member.name, f"corrupt member data ({_brief(exc)})"
             ) from None
         if n:
-            self.crc = crc32(out[:n], self.crc)
+            # ISA-L keeps the CRC32 as it inflates; any other path computes it here.
+            self.crc = self._direct.crc32 if self._direct is not None else crc32(out[:n], self.crc)
             self.produced += n
         return n
+
+    def _read_direct(self, out: memoryview) -> int:
+        d = self._direct
+        assert d is not None
+        want = len(out)
+        if not want or d.eof:
+            return 0
+        target = direct_inflate.address_of(out)
+        filled = 0
+        while filled < want and not d.eof:
+            if d.needs_input and self._remaining_in > 0:
+                self._feed_input()
+            try:
+                got = d.inflate_into(target + filled, want - filled)
+            except direct_inflate.DeflateError as exc:
+                raise ArchiveError(
+                    self.archive, self.member.name, f"corrupt deflate data ({exc})"
+                ) from None
+            filled += got
+            if not got and not d.eof and d.needs_input and self._remaining_in <= 0:
+                raise ArchiveError(
+                    self.archive,
+                    self.member.name,
+                    "deflate stream ends early (archive truncated or corrupt)",
+                )
+        return filled
+
+    def _feed_input(self) -> None:
+        n = _read_into(self._fileobj, self._input[: min(_INPUT_PIECE, self._remaining_in)])
+        if not n:
+            raise ArchiveError(self.archive, self.member.name, "archive is truncated")
+        self._remaining_in -= n
+        assert self._direct is not None
+        self._direct.feed(self._input_address, n)
 
     def _read_raw(self, out: memoryview) -> int:
         filled = 0

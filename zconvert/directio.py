@@ -20,7 +20,10 @@ import numpy as np
 ALIGN = 4096
 _O_DIRECT = getattr(os, "O_DIRECT", 0)
 DIRECT_MIN_BYTES = 256 << 10  # below this, the page cache costs less than another open()
-_staging = threading.local()  # one aligned copy buffer per thread, reused by every writer
+# Aligned copy buffers, shared by every thread of the process: writer threads live for one
+# member each, and a buffer per thread was mapped afresh (and page-faulted) for every member.
+_staging: list[mmap.mmap] = []
+_staging_lock = threading.Lock()
 
 
 _slabs = threading.local()  # slab buffers kept for the next task of the same thread
@@ -44,6 +47,17 @@ def slab_buffers(rows: int, row_shape: tuple[int, ...], dtype: np.dtype | str) -
 
 def _address(view: memoryview) -> int:
     return ctypes.addressof(ctypes.c_char.from_buffer(view)) if not view.readonly else -1
+
+
+def _take_staging(nbytes: int) -> mmap.mmap:
+    """A page-aligned buffer of at least `nbytes`, from the shared free list if one fits."""
+    with _staging_lock:
+        for i, buffer in enumerate(_staging):
+            if len(buffer) >= nbytes:
+                return _staging.pop(i)
+        if _staging:  # too small for this chunk: let it go, a larger one replaces it
+            _staging.pop()
+    return mmap.mmap(-1, (nbytes + ALIGN - 1) // ALIGN * ALIGN)
 
 
 class FileWriter:
@@ -77,23 +91,22 @@ class FileWriter:
         if offset % ALIGN == 0 and len(view) >= DIRECT_MIN_BYTES and self._direct() >= 0:
             direct = len(view) // ALIGN * ALIGN
             source = view[:direct]
-            if _address(source) % ALIGN:
-                source = self._stage(source)
-            if self._write_all(self._direct_fd, source, offset):
-                view = view[direct:]
-                offset += direct
+            staging = _take_staging(len(source)) if _address(source) % ALIGN else None
+            try:
+                if staging is not None:  # compressed chunks arrive in ordinary bytes
+                    staged = memoryview(staging)[: len(source)]
+                    staged[:] = source
+                    source = staged
+                if self._write_all(self._direct_fd, source, offset):
+                    view = view[direct:]
+                    offset += direct
+            finally:
+                if staging is not None:
+                    with _staging_lock:
+                        _staging.append(staging)
         if len(view):
             self._write_all(self._fd, view, offset)
         self.size = max(self.size, end)
-
-    def _stage(self, source: memoryview) -> memoryview:
-        """Copy into page-aligned memory (compressed chunks arrive in ordinary bytes)."""
-        buffer = getattr(_staging, "buffer", None)
-        if buffer is None or len(buffer) < len(source):
-            buffer = _staging.buffer = mmap.mmap(-1, (len(source) + ALIGN - 1) // ALIGN * ALIGN)
-        staged = memoryview(buffer)[: len(source)]
-        staged[:] = source
-        return staged
 
     def _write_all(self, fd: int, view: memoryview, offset: int) -> bool:
         while len(view):

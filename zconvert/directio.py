@@ -10,10 +10,12 @@ descriptor, and file systems without O_DIRECT (tmpfs) get ordinary writes throug
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import mmap
 import os
 import threading
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -49,15 +51,24 @@ def _address(view: memoryview) -> int:
     return ctypes.addressof(ctypes.c_char.from_buffer(view)) if not view.readonly else -1
 
 
-def _take_staging(nbytes: int) -> mmap.mmap:
-    """A page-aligned buffer of at least `nbytes`, from the shared free list if one fits."""
+@contextlib.contextmanager
+def aligned_buffer(nbytes: int) -> Iterator[memoryview]:
+    """Borrow `nbytes` of page-aligned memory from the process's free list (or map it)."""
     with _staging_lock:
-        for i, buffer in enumerate(_staging):
-            if len(buffer) >= nbytes:
-                return _staging.pop(i)
-        if _staging:  # too small for this chunk: let it go, a larger one replaces it
+        buffer = next((b for b in _staging if len(b) >= nbytes), None)
+        if buffer is not None:
+            _staging.remove(buffer)
+        elif _staging:  # too small for this size: let one go, a larger one replaces it
             _staging.pop()
-    return mmap.mmap(-1, (nbytes + ALIGN - 1) // ALIGN * ALIGN)
+    if buffer is None:
+        buffer = mmap.mmap(-1, (nbytes + ALIGN - 1) // ALIGN * ALIGN)
+    view = memoryview(buffer)[:nbytes]
+    try:
+        yield view
+    finally:
+        view.release()
+        with _staging_lock:
+            _staging.append(buffer)
 
 
 class FileWriter:
@@ -91,19 +102,14 @@ class FileWriter:
         if offset % ALIGN == 0 and len(view) >= DIRECT_MIN_BYTES and self._direct() >= 0:
             direct = len(view) // ALIGN * ALIGN
             source = view[:direct]
-            staging = _take_staging(len(source)) if _address(source) % ALIGN else None
-            try:
-                if staging is not None:  # compressed chunks arrive in ordinary bytes
-                    staged = memoryview(staging)[: len(source)]
+            with contextlib.ExitStack() as stack:
+                if _address(source) % ALIGN:  # e.g. a chunk encoded into ordinary bytes
+                    staged = stack.enter_context(aligned_buffer(direct))
                     staged[:] = source
                     source = staged
                 if self._write_all(self._direct_fd, source, offset):
                     view = view[direct:]
                     offset += direct
-            finally:
-                if staging is not None:
-                    with _staging_lock:
-                        _staging.append(staging)
         if len(view):
             self._write_all(self._fd, view, offset)
         self.size = max(self.size, end)

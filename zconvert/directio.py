@@ -24,7 +24,7 @@ _O_DIRECT = getattr(os, "O_DIRECT", 0)
 DIRECT_MIN_BYTES = 256 << 10  # below this, the page cache costs less than another open()
 # Aligned copy buffers, shared by every thread of the process: writer threads live for one
 # member each, and a buffer per thread was mapped afresh (and page-faulted) for every member.
-_staging: list[mmap.mmap] = []
+_staging: list[memoryview] = []
 _staging_lock = threading.Lock()
 
 
@@ -42,9 +42,38 @@ def slab_buffers(rows: int, row_shape: tuple[int, ...], dtype: np.dtype | str) -
     nbytes = max(1, count * dtype.itemsize)
     maps = getattr(_slabs, "maps", None)
     if maps is None or len(maps[0]) < nbytes:
-        size = (nbytes + ALIGN - 1) // ALIGN * ALIGN
-        maps = _slabs.maps = [mmap.mmap(-1, size) for _ in range(2)]
+        maps = _slabs.maps = [anonymous_memory(nbytes) for _ in range(2)]
     return [np.frombuffer(m, dtype=dtype, count=count).reshape(rows, *row_shape) for m in maps]
+
+
+_HUGE = 2 << 20  # a transparent huge page (x86-64, arm64 with 4 KiB pages)
+
+
+def anonymous_memory(nbytes: int) -> memoryview:
+    """`nbytes` (rounded up to pages) of private anonymous memory, page-aligned, in
+    transparent huge pages where the kernel gives them (MADV_HUGEPAGE).
+
+    O_DIRECT pins every page of a write: with 4 KiB pages that cost 0.50 s of kernel CPU per
+    4 GB written here in 1 MiB writes from a shared mapping (mmap's default), 0.40 s from a
+    private one, 0.17-0.20 s from huge pages, and the disk took them at 1.8 instead of
+    1.2 GB/s.
+    """
+    size = (max(1, nbytes) + ALIGN - 1) // ALIGN * ALIGN
+    private = getattr(mmap, "MAP_PRIVATE", 0) | getattr(mmap, "MAP_ANONYMOUS", 0)
+    huge = hasattr(mmap, "MADV_HUGEPAGE") and private and size >= _HUGE
+    if not private:  # pragma: no cover - not POSIX
+        return memoryview(mmap.mmap(-1, size))
+    # Room to start at a huge-page boundary: a huge page must be aligned to its size.
+    region = mmap.mmap(-1, size + (_HUGE if huge else 0), flags=private)
+    view = memoryview(region)
+    if huge:
+        start = -_address(view) % _HUGE
+        view = view[start : start + size]
+        try:
+            region.madvise(mmap.MADV_HUGEPAGE, start, len(region) - start)
+        except (OSError, ValueError):  # pragma: no cover - THP disabled: small pages still work
+            pass
+    return view
 
 
 def _address(view: memoryview) -> int:
@@ -61,8 +90,8 @@ def aligned_buffer(nbytes: int) -> Iterator[memoryview]:
         elif _staging:  # too small for this size: let one go, a larger one replaces it
             _staging.pop()
     if buffer is None:
-        buffer = mmap.mmap(-1, (nbytes + ALIGN - 1) // ALIGN * ALIGN)
-    view = memoryview(buffer)[:nbytes]
+        buffer = anonymous_memory(nbytes)
+    view = buffer[:nbytes]
     try:
         yield view
     finally:

@@ -155,7 +155,9 @@ def run_scenario(name: str, data: str, out: str, workers: int) -> dict[str, floa
         del zlib
     else:
         import zconvert
+        from zconvert.cli import configure_process
 
+        configure_process()  # this child is the command's process, as `zconvert convert` runs
         fmt, codec, *flags = name.split(":")
         options = {"format": fmt, "codec": codec, "workers": workers}
         for flag in flags:  # parallel-inflate, no-parallel-inflate, chunk-rows=1000

@@ -130,9 +130,10 @@ def run(
         if not remote:
             remove_leftovers(out)  # temporaries of a crashed run; none of ours exist yet
         all_h5 = config.options.format == "hdf5" and not remote
-        # Once the last tasks are running, a core is idle: load the all.h5 writer (h5py,
-        # 0.06-0.1 s) now rather than after the last result.
-        warm_at = max(1, len(tasks) - (config.workers or os.cpu_count() or 1))
+        # Once fewer tasks than workers remain, a core is idle: load the all.h5 writer (h5py,
+        # 0.06-0.1 s) there rather than after the last result. Loading it one result sooner,
+        # with every worker still busy, took that CPU from them instead.
+        warm_at = max(1, len(tasks) - (config.workers or os.cpu_count() or 1) + 1)
         for done, result in enumerate(executor.map(convert_fn, tasks), 1):
             by_relpath[result.relpath] = result
             if on_result is not None:

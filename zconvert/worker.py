@@ -34,15 +34,14 @@ def init_process() -> None:
     that N workers use N cores instead of oversubscribing them."""
     from . import worker_env  # noqa: F401 - applied on import
 
-    try:
-        import numcodecs.blosc
-
-        numcodecs.blosc.set_nthreads(1)
-        numcodecs.blosc.use_threads = False
-    except (ImportError, AttributeError):  # pragma: no cover
-        pass
-    # zarr itself is only imported for object storage (0.4 s): worker_env configures it
-    # through the environment (donfig reads ZARR_* at import); here only if already loaded.
+    # numcodecs (Zarr's codecs; 15-25 ms to import, its registry scans entry points) and zarr
+    # itself (object storage only, 0.4 s) are loaded only by the runs that use them: worker_env
+    # configures both through the environment, which they read (c-blosc reads BLOSC_NTHREADS
+    # at each call, donfig ZARR_* at import). Here only what a fork already brought along.
+    if "numcodecs.blosc" in sys.modules:
+        blosc = sys.modules["numcodecs.blosc"]
+        blosc.set_nthreads(1)
+        blosc.use_threads = False
     if "zarr" in sys.modules:
         sys.modules["zarr"].config.set({"threading.max_workers": 1})
 

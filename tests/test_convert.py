@@ -328,3 +328,65 @@ def test_workers_are_forked_only_from_a_single_threaded_parent_without_hdf5(seed
         timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
+
+
+def test_the_command_loads_numpy_without_a_blas_thread_pool(seed_dir, tmp_path):
+    """An HDF5 run loads numpy in the command's process for all.h5: its OpenBLAS threads spun
+    on the cores the last workers needed. A value the user set is kept."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import os, sys, time\n"
+        "from zconvert.cli import main\n"
+        "assert main(['convert', sys.argv[1], '-o', sys.argv[2], '--format', 'hdf5', "
+        "'--workers', '2', '--executor', 'local', '-q']) == 0\n"
+        "assert 'numpy' in sys.modules\n"
+        "assert os.environ['OPENBLAS_NUM_THREADS'] == sys.argv[3]\n"
+        "deadline = time.monotonic() + 5\n"  # the pool's threads can linger a moment
+        "while len(os.listdir('/proc/self/task')) > 1 and time.monotonic() < deadline:\n"
+        "    time.sleep(0.01)\n"
+        "if sys.argv[3] == '1':\n"
+        "    assert len(os.listdir('/proc/self/task')) == 1, os.listdir('/proc/self/task')\n"
+    )
+    for n, value in enumerate(("1", "2")):  # unset: the command's default; set: the user's
+        env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+        if value != "1":
+            env["OPENBLAS_NUM_THREADS"] = value
+        out = str(tmp_path / f"out{n}")
+        proc = subprocess.run(
+            [sys.executable, "-c", code, str(seed_dir), out, value],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
+        )
+        assert proc.returncode == 0, proc.stderr
+
+
+def test_hdf5_workers_never_load_numcodecs(seed_dir, tmp_path):
+    """numcodecs (15-25 ms to import) is Zarr's; an HDF5 worker has no use for it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from zconvert.worker import convert_task, init_process\n"
+        "from zconvert.records import ConvertOptions, Task\n"
+        "init_process()\n"
+        "options = ConvertOptions(format='hdf5', codec='none')\n"
+        "store = sys.argv[2] + '/a.h5'\n"
+        "result = convert_task(Task(archive=sys.argv[1], store=store, relpath='a.h5', "
+        "options=options))\n"
+        "assert result.status == 'converted', result.error\n"
+        "assert 'numcodecs' not in sys.modules\n"
+    )
+    archive = str(sorted(seed_dir.glob("*.zip"))[0])
+    proc = subprocess.run(
+        [sys.executable, "-c", code, archive, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr

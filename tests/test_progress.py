@@ -44,6 +44,7 @@ def test_summary_counts_ratio_and_throughput():
         ],
         seconds=2.0,
         manifest="/out/manifest.json",
+        inflater="inflate=isal crc32=zlib-ng",
     )
     lines = summary_lines(report)
     assert lines[0] == "zconvert: 1 converted, 1 skipped, 1 failed in 2.00 s -> /out"
@@ -51,6 +52,7 @@ def test_summary_counts_ratio_and_throughput():
     assert "1 already up to date" in text
     assert "4.0 MB of arrays as 2.0 MB stored (ratio 2.00)" in text
     assert "2.0 MB/s" in text
+    assert "  libraries   inflate isal, crc32 zlib-ng" in lines
     assert "1 archive (one line each above); exit status 1" in text
 
 

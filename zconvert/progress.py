@@ -134,6 +134,10 @@ def summary_lines(report: Any) -> list[str]:
         )
         if t["throughput"]:
             lines.append(f"  throughput  {human_bytes(t['throughput'])}/s inflated and written")
+        inflater = getattr(report, "inflater", "")
+        if inflater:  # which libraries did the work: what a throughput figure depends on
+            parts = ", ".join(part.replace("=", " ") for part in inflater.split())
+            lines.append(f"  libraries   {parts}")
     if report.manifest:
         lines.append(f"  manifest    {report.manifest}")
     if t["failed"]:

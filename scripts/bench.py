@@ -263,15 +263,16 @@ def compare_rows(
     data: str,
     args: argparse.Namespace,
 ) -> list[dict[str, object]]:
-    """Rows with each scenario's ratio to its floor and whether it meets the target ratio."""
+    """Rows with each scenario's ratio to its floor and whether it meets the target ratio
+    (a target of 0: the ratio is shown, with no target)."""
     best = best_of(title, scenarios, data, args)
     rows = []
     for name in scenarios:
         m = best[name]
         floor, target = floor_of.get(name, ("", 0.0))
         ratio = m["wall"] / best[floor]["wall"] if floor else None
-        met = None if ratio is None else ratio <= target
-        target_text = f"<= {target:.2f}x" if floor else ""
+        met = None if ratio is None or not target else ratio <= target
+        target_text = f"<= {target:.2f}x" if floor and target else ""
         rows.append(_row(title, name, m["wall"], floor, ratio, target_text, met, m))
     return rows
 
@@ -290,10 +291,11 @@ def _note_peak(
 
 def suite_seed(args: argparse.Namespace, count: int) -> list[dict[str, object]]:
     data = ensure_data(os.path.join(args.work, f"seed-{count}"), count, args.rows)
-    # The same targets as the throughput suite; each store against the floor that does its
-    # work (a compressed store's floor compresses too).
+    # Each store against the floor that does its work (a compressed store's floor compresses
+    # too). The speed targets are the throughput suite's (60 archives); this suite's target
+    # is the parent's memory, against the seed's approach (seed-memmap).
     scenarios = ["floor", "hdf5:none", "floor+blosc-lz4", "zarr:blosc-lz4", "seed-memmap"]
-    floors = {"zarr:blosc-lz4": ("floor+blosc-lz4", 1.1), "hdf5:none": ("floor", 1.1)}
+    floors = {"zarr:blosc-lz4": ("floor+blosc-lz4", 0.0), "hdf5:none": ("floor", 0.0)}
     rows = compare_rows(f"seed x{count}", scenarios, floors, data, args)
     return _note_peak(rows, floors, "parent", 80)
 

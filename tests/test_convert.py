@@ -276,8 +276,6 @@ def test_a_script_without_a_main_guard_converts_once_in_the_pool(seed_dir, tmp_p
 def test_the_parent_process_never_imports_numpy_for_a_zarr_run(seed_dir, tmp_path):
     """Workers do the array work; numpy in the parent costs 0.1 s and a BLAS thread pool that
     spins on the cores the workers need."""
-    import subprocess
-    import sys
 
     code = (
         "import sys, zconvert\n"
@@ -286,19 +284,11 @@ def test_the_parent_process_never_imports_numpy_for_a_zarr_run(seed_dir, tmp_pat
         "assert report.ok and len(report.converted) == 3, report.failed\n"
         "assert 'numpy' not in sys.modules, 'numpy imported in the parent'\n"
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", code, str(seed_dir), str(tmp_path / "out")],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode == 0, proc.stderr
+    run_python(code, seed_dir, tmp_path / "out")
 
 
 def test_workers_are_forked_only_from_a_single_threaded_parent_without_hdf5(seed_dir, tmp_path):
     """fork starts workers sooner; a parent with threads or HDF5 loaded gets a forkserver."""
-    import subprocess
-    import sys
 
     code = (
         "import sys, threading, zconvert\n"
@@ -321,21 +311,13 @@ def test_workers_are_forked_only_from_a_single_threaded_parent_without_hdf5(seed
         "report = zconvert.convert(sys.argv[1], sys.argv[3], workers=2, executor='local')\n"
         "assert report.ok and len(report.converted) == 3, report.failed\n"
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", code, str(seed_dir), str(tmp_path / "a"), str(tmp_path / "b")],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode == 0, proc.stderr
+    run_python(code, seed_dir, tmp_path / "a", tmp_path / "b")
 
 
 def test_the_command_loads_numpy_without_a_blas_thread_pool(seed_dir, tmp_path):
     """An HDF5 run loads numpy in the command's process for all.h5: its OpenBLAS threads spun
     on the cores the last workers needed. A value the user set is kept."""
     import os
-    import subprocess
-    import sys
 
     code = (
         "import os, sys, time\n"
@@ -354,21 +336,11 @@ def test_the_command_loads_numpy_without_a_blas_thread_pool(seed_dir, tmp_path):
         env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
         if value != "1":
             env["OPENBLAS_NUM_THREADS"] = value
-        out = str(tmp_path / f"out{n}")
-        proc = subprocess.run(
-            [sys.executable, "-c", code, str(seed_dir), out, value],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env=env,
-        )
-        assert proc.returncode == 0, proc.stderr
+        run_python(code, seed_dir, tmp_path / f"out{n}", value, env=env)
 
 
 def test_hdf5_workers_never_load_numcodecs(seed_dir, tmp_path):
     """numcodecs (15-25 ms to import) is Zarr's; an HDF5 worker has no use for it."""
-    import subprocess
-    import sys
 
     code = (
         "import sys\n"
@@ -382,11 +354,19 @@ def test_hdf5_workers_never_load_numcodecs(seed_dir, tmp_path):
         "assert result.status == 'converted', result.error\n"
         "assert 'numcodecs' not in sys.modules\n"
     )
-    archive = str(sorted(seed_dir.glob("*.zip"))[0])
+    run_python(code, sorted(seed_dir.glob("*.zip"))[0], tmp_path)
+
+
+def run_python(code: str, *args: object, env: dict[str, str] | None = None) -> None:
+    """Run `code` in a fresh interpreter (its own parent process) and require exit 0."""
+    import subprocess
+    import sys
+
     proc = subprocess.run(
-        [sys.executable, "-c", code, archive, str(tmp_path)],
+        [sys.executable, "-c", code, *map(str, args)],
         capture_output=True,
         text=True,
         timeout=120,
+        env=env,
     )
     assert proc.returncode == 0, proc.stderr

@@ -276,7 +276,6 @@ def test_a_script_without_a_main_guard_converts_once_in_the_pool(seed_dir, tmp_p
 def test_the_parent_process_never_imports_numpy_for_a_zarr_run(seed_dir, tmp_path):
     """Workers do the array work; numpy in the parent costs 0.1 s and a BLAS thread pool that
     spins on the cores the workers need."""
-
     code = (
         "import sys, zconvert\n"
         "report = zconvert.convert(sys.argv[1], sys.argv[2], workers=2, executor='local', "
@@ -289,7 +288,6 @@ def test_the_parent_process_never_imports_numpy_for_a_zarr_run(seed_dir, tmp_pat
 
 def test_workers_are_forked_only_from_a_single_threaded_parent_without_hdf5(seed_dir, tmp_path):
     """fork starts workers sooner; a parent with threads or HDF5 loaded gets a forkserver."""
-
     code = (
         "import sys, threading, zconvert\n"
         "from zconvert.executors.local import _context\n"
@@ -341,7 +339,6 @@ def test_the_command_loads_numpy_without_a_blas_thread_pool(seed_dir, tmp_path):
 
 def test_hdf5_workers_never_load_numcodecs(seed_dir, tmp_path):
     """numcodecs (15-25 ms to import) is Zarr's; an HDF5 worker has no use for it."""
-
     code = (
         "import sys\n"
         "from zconvert.worker import convert_task, init_process\n"

@@ -36,6 +36,16 @@ def bound(nbytes: int) -> int:
     return nbytes + BLOSC_MAX_OVERHEAD
 
 
+def padded(piece: np.ndarray, chunk_shape: tuple[int, ...]) -> np.ndarray:
+    """A whole chunk: an edge chunk's rows followed by the fill value (0). Zarr and HDF5 both
+    store edge chunks at full size."""
+    if len(piece) >= chunk_shape[0]:
+        return piece
+    whole = np.zeros(chunk_shape, dtype=piece.dtype)
+    whole[: len(piece)] = piece
+    return whole
+
+
 def direct_encoder(preset: CodecPreset) -> Encoder | None:
     """An encoder writing `preset`'s bytes into a caller's buffer, or None where there is
     none here (only Blosc has one)."""

@@ -80,15 +80,6 @@ class _ZarrArray:
         return os.path.join(self.path, *key.split("/"))
 
 
-def _padded(piece: np.ndarray, chunk_shape: tuple[int, ...]) -> np.ndarray:
-    """A whole chunk: an edge chunk's rows followed by the fill value (0)."""
-    if len(piece) >= chunk_shape[0]:
-        return piece
-    padded = np.zeros(chunk_shape, dtype=piece.dtype)
-    padded[: len(piece)] = piece
-    return padded
-
-
 def _sharding_codec(inner_chunks: tuple[int, ...], codecs: list[dict[str, Any]]) -> dict[str, Any]:
     """The `sharding_indexed` codec over the array's own codecs, configured as zarr-python
     writes it (index at the end, protected by a CRC32C)."""
@@ -227,7 +218,7 @@ class ZarrSink:
                     f.pwrite(encoded, 0)
                 handle.stored_bytes += len(encoded)
                 continue
-            piece = _padded(piece, handle.chunks)
+            piece = chunk_encoder.padded(piece, handle.chunks)
             with aligned_buffer(chunk_encoder.bound(piece.nbytes)) as out:
                 n = self._encode_into(piece, out)  # aligned: straight to an O_DIRECT write
                 with self._open_chunk(handle, index, True) as f:
@@ -236,7 +227,7 @@ class ZarrSink:
 
     def _encode(self, piece: np.ndarray, chunk_shape: tuple[int, ...]) -> bytes | memoryview:
         """One chunk's stored bytes; an edge chunk is first padded with the fill value."""
-        piece = _padded(piece, chunk_shape)
+        piece = chunk_encoder.padded(piece, chunk_shape)
         if self.codec is None:
             return memoryview(np.ascontiguousarray(piece)).cast("B")
         return self.codec.encode(piece)

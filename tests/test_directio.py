@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import zconvert
-from zconvert.directio import ALIGN, FileWriter, slab_buffers
+from zconvert.directio import ALIGN, DirectFile, FileWriter, aligned_buffer, slab_buffers
 
 from .conftest import float_rows, make_zip
 
@@ -37,7 +37,7 @@ def test_slab_buffers_are_page_aligned_and_reused():
 
 
 @pytest.mark.parametrize("fmt", ["zarr", "hdf5"])
-@pytest.mark.parametrize("codec", ["none", "blosc-lz4"])
+@pytest.mark.parametrize("codec", ["none", "blosc-lz4", "zstd"])
 def test_direct_and_buffered_stores_hold_the_same_data(tmp_path, fmt, codec):
     data = float_rows(100_003)  # an unaligned size: the last piece goes through the page cache
     make_zip(tmp_path / "in" / "a.zip", {"blob.bin": data, "b.bin": data[:5]})
@@ -53,3 +53,33 @@ def test_direct_and_buffered_stores_hold_the_same_data(tmp_path, fmt, codec):
     if fmt == "hdf5" and codec == "none":
         mm = zconvert.open_memmap(os.path.join(tmp_path, "outTrue", "a.h5"), "blob")
         np.testing.assert_array_equal(mm, data)
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_direct_file_reads_back_what_was_written_anywhere(tmp_path, enabled):
+    """DirectFile is the file HDF5 writes through: positional writes of any size and
+    alignment, reads of what was written, seeks from the end, truncation."""
+    rng = np.random.default_rng(1)
+    big = rng.integers(0, 255, size=ALIGN * 80, dtype=np.uint8).tobytes()
+    expected = bytearray(ALIGN * 100)
+    path = tmp_path / "f.h5"
+    with DirectFile(str(path), enabled=enabled) as f:
+        with aligned_buffer(len(big)) as aligned:  # aligned memory and offset: goes direct
+            aligned[:] = big
+            f.seek(ALIGN * 4)
+            assert f.write(aligned) == len(big)
+        expected[ALIGN * 4 : ALIGN * 84] = big
+        f.seek(100)  # small and unaligned: the page cache
+        f.write(b"metadata")
+        expected[100:108] = b"metadata"
+        f.seek(ALIGN * 84 + 5)
+        f.write(big[:300])
+        expected[ALIGN * 84 + 5 : ALIGN * 84 + 305] = big[:300]
+        assert f.seek(0, os.SEEK_END) == ALIGN * 84 + 305
+        f.seek(ALIGN * 4 - 10)
+        back = bytearray(ALIGN + 20)
+        assert f.readinto(back) == len(back)
+        assert back == expected[ALIGN * 4 - 10 : ALIGN * 5 + 10]
+        f.truncate(ALIGN * 90)
+        assert f.seek(0, os.SEEK_END) == ALIGN * 90
+    assert path.read_bytes() == bytes(expected[: ALIGN * 90])

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import io
 import mmap
 import os
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
@@ -174,3 +176,59 @@ class FileWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class DirectFile(io.RawIOBase):
+    """A seekable binary file whose writes go through a FileWriter (large aligned pieces
+    around the page cache), for libraries that write through a file object: h5py's `fileobj`
+    driver hands HDF5's chunk writes here, which through HDF5's own driver cost a new
+    page-cache page each (2.7 ms per MiB on this VM, as much as inflating the data)."""
+
+    def __init__(self, path: str, *, enabled: bool = True) -> None:
+        super().__init__()
+        self._writer = FileWriter(path, create=True, enabled=enabled)
+        self._read_fd = os.open(path, os.O_RDONLY)
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, pos: int, whence: int = io.SEEK_SET) -> int:
+        if whence == io.SEEK_CUR:
+            pos += self._pos
+        elif whence == io.SEEK_END:
+            pos += os.fstat(self._read_fd).st_size
+        self._pos = pos
+        return pos
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        n = os.preadv(self._read_fd, [view], self._pos)
+        self._pos += n
+        return n
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data).cast("B")
+        self._writer.pwrite(view, self._pos)
+        self._pos += len(view)
+        return len(view)
+
+    def truncate(self, size: int | None = None) -> int:
+        size = self._pos if size is None else size
+        self._writer.truncate(size)
+        return size
+
+    def close(self) -> None:
+        if not self.closed:
+            self._writer.close()
+            os.close(self._read_fd)
+        super().close()

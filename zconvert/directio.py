@@ -222,6 +222,11 @@ class DirectFile(io.RawIOBase):
         self._pos += len(view)
         return len(view)
 
+    def pwrite(self, data: memoryview | bytes, offset: int) -> None:
+        """Write all of `data` at `offset`, leaving the file position alone (a sink writing
+        a contiguous dataset's bytes where HDF5 allocated them)."""
+        self._writer.pwrite(data, offset)
+
     def truncate(self, size: int | None = None) -> int:
         size = self._pos if size is None else size
         self._writer.truncate(size)

@@ -21,7 +21,7 @@ import numpy as np
 
 from .. import chunk_encoder
 from ..codecs import get_preset
-from ..directio import DirectFile, FileWriter, aligned_buffer
+from ..directio import DirectFile, aligned_buffer
 from ..records import ConvertOptions
 from . import ArraySpec
 from ._atomic import publish, remove_path, temp_sibling
@@ -51,7 +51,6 @@ class HDF5Sink:
         self._encode_into = chunk_encoder.direct_encoder(preset) if self.filters else None
         self.durable = options.durable
         self.direct_io = options.direct_io
-        self._raw: FileWriter | None = None  # writes contiguous data at its file offset
         os.makedirs(os.path.dirname(final_path), exist_ok=True)
         # HDF5 writes through our file object (h5py's fileobj driver): its chunk writes are
         # page-aligned (alignment below) and go around the page cache like every other array
@@ -110,10 +109,8 @@ class HDF5Sink:
         # A contiguous, early-allocated dataset is a fixed byte range of the file that HDF5
         # never writes itself (no fill): the slab's bytes go there directly, around HDF5
         # and, where possible, around the page cache.
-        if self._raw is None:
-            self._raw = FileWriter(self.temp_path, create=False, enabled=self.direct_io)
         row_bytes = slab.nbytes // max(len(slab), 1)
-        self._raw.pwrite(
+        self._direct_file.pwrite(
             memoryview(np.ascontiguousarray(slab)).cast("B"), offset + row_start * row_bytes
         )
 
@@ -132,23 +129,16 @@ class HDF5Sink:
                 n = self._encode_into(piece, out)  # type: ignore[misc]
                 handle.dset.id.write_direct_chunk((row_start + start, *rest), out[:n])
 
-    def _close_raw(self) -> None:
-        if self._raw is not None:
-            self._raw.close()
-            self._raw = None
-
     def finish_array(self, handle: _Dataset) -> int | None:
         return int(handle.dset.id.get_storage_size())
 
     def commit(self) -> None:
-        self._close_raw()
         self.file.close()
         self._direct_file.close()
         publish(self.temp_path, self.final_path, self.durable)
 
     def abort(self) -> None:
         try:
-            self._close_raw()
             if self.file.id.valid:
                 self.file.close()
             self._direct_file.close()

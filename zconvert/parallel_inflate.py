@@ -9,9 +9,10 @@ otherwise idle (one large archive, fewer archives than cores) and for large memb
 from __future__ import annotations
 
 import io
-import os
 from importlib.util import find_spec
 from typing import Any, BinaryIO
+
+from .pread_file import PreadFile
 
 PARALLEL_MIN_BYTES = 64 << 20  # compressed size below which the thread start-up is not worth it
 # By default (parallel_inflate unset) only up to this compressed size: rapidgzip keeps an
@@ -37,39 +38,6 @@ def available() -> bool:
     return find_spec("rapidgzip") is not None
 
 
-class _FileRange(io.RawIOBase):
-    """A read-only window [offset, offset + length) of an open file, read with pread."""
-
-    def __init__(self, fd: int, offset: int, length: int) -> None:
-        super().__init__()
-        self._fd = fd
-        self._offset = offset
-        self._length = length
-        self._pos = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, pos: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._length}[whence]
-        self._pos = max(0, base + pos)
-        return self._pos
-
-    def readinto(self, buffer: Any) -> int:
-        n = min(len(buffer), self._length - self._pos)
-        if n <= 0:
-            return 0
-        got = os.preadv(self._fd, [memoryview(buffer)[:n]], self._offset + self._pos)
-        self._pos += got
-        return got
-
-
 def open_parallel(fileobj: BinaryIO, offset: int, length: int, threads: int) -> Any | None:
     """A file object inflating the raw deflate stream at [offset, offset + length) on
     `threads` threads, or None when that is not possible here (no rapidgzip, no file
@@ -83,5 +51,5 @@ def open_parallel(fileobj: BinaryIO, offset: int, length: int, threads: int) -> 
     import rapidgzip
 
     return rapidgzip.RapidgzipFile(
-        _FileRange(fd, offset, length), parallelization=threads, chunk_size=CHUNK_BYTES
+        PreadFile(fd, offset, length), parallelization=threads, chunk_size=CHUNK_BYTES
     )

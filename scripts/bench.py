@@ -549,7 +549,8 @@ def write_markdown(
 
 CODEC_NOTE = (
     "Ratio = raw bytes / stored bytes; write = raw MB/s of a whole 2-worker run, pool start"
-    " included; read = raw MB/s reading every array back in one fresh process."
+    " included; read = raw MB/s reading every array back in one fresh process, from disk (stores"
+    " are written around the page cache, so nothing of them is cached)."
 )
 
 

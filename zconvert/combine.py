@@ -78,6 +78,16 @@ def open_all(out: str | os.PathLike[str]) -> Any:
     return da.concatenate(parts, axis=0)
 
 
+def load_writer() -> None:
+    """Import what write_virtual_dataset needs (h5py and the modules it loads on first use:
+    30-40 ms), so that a run can do it while a core is idle rather than after its last
+    result."""
+    import h5py
+    import h5py._hl.vds  # noqa: F401 - loaded on first use otherwise
+
+    from .sinks import _atomic  # noqa: F401
+
+
 def write_virtual_dataset(out: str | os.PathLike[str]) -> str | None:
     """Write OUT/all.h5 over every HDF5 array of the manifest; None (and a log line) when they
     cannot be stacked, in which case any older all.h5 is removed rather than left stale."""

@@ -139,7 +139,9 @@ def run(
             if on_result is not None:
                 on_result(result)
             if all_h5 and done == warm_at:
-                from . import combine  # noqa: F401
+                from .combine import load_writer
+
+                load_writer()
         if not remote:
             remove_leftovers(out)  # those of workers that died (kill -9, OOM) during this run
         results = [by_relpath[t.relpath] for t in tasks]

@@ -177,8 +177,8 @@ FSIZE_SCRIPT = textwrap.dedent(
         # Python ignores SIGXFSZ, so a write past the limit raises OSError(EFBIG) instead.
         resource.setrlimit(resource.RLIMIT_FSIZE, (2 << 20, resource.RLIM_INFINITY))
         import zconvert
-        inp, out, fmt, executor = sys.argv[1:]
-        report = zconvert.convert(inp, out, format=fmt, codec="none", executor=executor)
+        inp, out, fmt, codec, executor = sys.argv[1:]
+        report = zconvert.convert(inp, out, format=fmt, codec=codec, executor=executor)
         print(json.dumps([[r.relpath, r.status, r.error] for r in report.results]))
     """
 )
@@ -186,14 +186,17 @@ FSIZE_SCRIPT = textwrap.dedent(
 
 @pytest.mark.parametrize("executor", ["serial", "local"])
 @pytest.mark.parametrize("fmt", ["zarr", "hdf5"])
-def test_file_size_limit_fails_that_archive_and_leaves_no_partial_store(tmp_path, fmt, executor):
+@pytest.mark.parametrize("codec", ["none", "blosc-lz4", "zstd"])  # direct, encoded by us, filters
+def test_file_size_limit_fails_that_archive_and_leaves_no_partial_store(
+    tmp_path, fmt, codec, executor
+):
     make_zip(tmp_path / "in" / "big.zip", {"blob.bin": float_rows(500_000)})  # 8 MB
     make_zip(tmp_path / "in" / "small.zip", {"blob.bin": float_rows(10_000)})  # 160 kB
     script = tmp_path / "fsize.py"
     script.write_text(FSIZE_SCRIPT)
     out = tmp_path / "out"
     proc = subprocess.run(
-        [sys.executable, str(script), str(tmp_path / "in"), str(out), fmt, executor],
+        [sys.executable, str(script), str(tmp_path / "in"), str(out), fmt, codec, executor],
         capture_output=True,
         text=True,
         timeout=120,

@@ -47,8 +47,10 @@ class HDF5Sink:
         self.temp_path = temp_sibling(final_path)
         preset = get_preset(options.codec)
         self.filters = preset.hdf5_kwargs()
-        # Chunks encoded by us, where the codec allows it (Blosc); else HDF5 filters them.
+        # Chunks are encoded here and handed to HDF5 as stored: Blosc into page-aligned
+        # buffers, shuffle + zstd or deflate into bytes. HDF5's own filters only as a fallback.
         self._encode_into = chunk_encoder.direct_encoder(preset) if self.filters else None
+        self._encode_bytes = chunk_encoder.hdf5_filtered_encoder(preset)
         self.durable = options.durable
         self.direct_io = options.direct_io
         os.makedirs(os.path.dirname(final_path), exist_ok=True)
@@ -100,7 +102,8 @@ class HDF5Sink:
 
     def write_slab(self, handle: _Dataset, row_start: int, slab: np.ndarray) -> None:
         offset = handle.offset
-        if offset is None and self._encode_into is not None and handle.chunks is not None:
+        encoded_here = self._encode_into is not None or self._encode_bytes is not None
+        if offset is None and encoded_here and handle.chunks is not None:
             self._write_chunks(handle, handle.chunks, row_start, slab)
             return
         if offset is None:
@@ -124,10 +127,14 @@ class HDF5Sink:
         rest = (0,) * (len(chunks) - 1)
         for start in range(0, len(slab), chunk_rows):
             piece = chunk_encoder.padded(slab[start : start + chunk_rows], chunks)
+            where = (row_start + start, *rest)
+            if self._encode_bytes is not None:
+                handle.dset.id.write_direct_chunk(where, self._encode_bytes(piece))
+                continue
             # Page-aligned: HDF5 hands this buffer to DirectFile, which writes it direct.
             with aligned_buffer(chunk_encoder.bound(piece.nbytes)) as out:
                 n = self._encode_into(piece, out)  # type: ignore[misc]
-                handle.dset.id.write_direct_chunk((row_start + start, *rest), out[:n])
+                handle.dset.id.write_direct_chunk(where, out[:n])
 
     def finish_array(self, handle: _Dataset) -> int | None:
         return int(handle.dset.id.get_storage_size())

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from zconvert import direct_inflate
-from zconvert.archive import MemberReader, list_members, open_archive
+from zconvert.archive import MemberReader
 from zconvert.errors import ArchiveError
+from zconvert.members import list_members, open_archive
 
 from .conftest import float_rows, make_zip
 

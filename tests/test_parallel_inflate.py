@@ -9,8 +9,9 @@ import pytest
 
 import zconvert
 from zconvert import parallel_inflate
-from zconvert.archive import MemberReader, list_members, open_archive
+from zconvert.archive import MemberReader
 from zconvert.errors import ArchiveError
+from zconvert.members import list_members, open_archive
 
 from .conftest import float_rows, make_zip
 

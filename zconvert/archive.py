@@ -1,21 +1,21 @@
-"""Stream ZIP members in bounded pieces: offsets, raw inflate, CRC32 and size checks, limits.
+"""Stream ZIP members in bounded pieces: data offsets, raw inflate, CRC32 and size checks.
 
 Deflated members go through the fastest raw inflate from the member's data offset; stored,
 bzip2 and lzma members go through Python's zipfile. Either way a member is read into a
-caller-supplied buffer a slab at a time, so memory is O(slab), never O(member).
+caller-supplied buffer a slab at a time, so memory is O(slab), never O(member). Which
+members there are, and whether they may be read at all, is members.py's job.
 """
 
 from __future__ import annotations
 
-import posixpath
 import struct
 import zipfile
-from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from . import direct_inflate
 from .errors import ArchiveError
 from .inflate import crc32, raw_decompressobj
+from .members import Member, brief
 from .parallel_inflate import open_parallel
 
 _LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")
@@ -27,161 +27,6 @@ _LOCAL_SIGNATURE = b"PK\x03\x04"
 # Input is read into one reused buffer (_read_into) for the same reason.
 _INPUT_PIECE = 256 << 10
 _OUTPUT_PIECE = 256 << 10
-# Without an explicit max_ratio, members over RATIO_CHECK_MIN_BYTES are refused above
-# DEFAULT_MAX_RATIO: an all-zero member deflates about 1030:1, so a smaller real one (a dead
-# sensor channel) still converts, and its output is bounded by its declared size anyway.
-DEFAULT_MAX_RATIO = 1000.0
-RATIO_CHECK_MIN_BYTES = 64 << 20
-_SUPPORTED_METHODS = {
-    zipfile.ZIP_STORED: "stored",
-    zipfile.ZIP_DEFLATED: "deflate",
-    zipfile.ZIP_BZIP2: "bzip2",
-    zipfile.ZIP_LZMA: "lzma",
-}
-
-
-@dataclass(frozen=True)
-class Member:
-    """A data member of an archive, as its central directory describes it."""
-
-    name: str  # the name as stored in the archive
-    array_name: str  # sanitised: the path without its extension, "/"-separated
-    file_size: int
-    compress_size: int
-    crc32: int
-    method: int
-    header_offset: int
-    info: zipfile.ZipInfo
-
-
-def array_name_for(archive: str, member: str) -> str:
-    """The array name for a member: its path without extension; hostile names are refused."""
-    if "\\" in member:
-        raise ArchiveError(
-            archive, member, "member name contains a backslash; rename it in the archive"
-        )
-    if member.startswith("/") or (len(member) > 1 and member[1] == ":"):
-        raise ArchiveError(
-            archive, member, "member name is an absolute path; rename it in the archive"
-        )
-    parts = member.split("/")
-    if any(p in ("..", ".") for p in parts):
-        raise ArchiveError(
-            archive, member, "member name contains '.' or '..'; rename it in the archive"
-        )
-    if any(p == "" for p in parts):
-        raise ArchiveError(
-            archive, member, "member name has an empty path part; rename it in the archive"
-        )
-    if any(p.startswith("__") for p in parts):
-        raise ArchiveError(
-            archive, member, "member name parts may not start with '__' (reserved by Zarr)"
-        )
-    if any(ord(c) < 32 for c in member):
-        raise ArchiveError(archive, member, "member name contains control characters")
-    stem, _ext = posixpath.splitext(member)
-    if not posixpath.basename(stem):
-        raise ArchiveError(archive, member, "member name is empty once its extension is removed")
-    return stem
-
-
-def list_members(archive: str, zf: zipfile.ZipFile) -> list[Member]:
-    """Data members in archive order; directories skipped; names checked for hostility and clashes."""
-    members: list[Member] = []
-    seen: dict[str, str] = {}
-    for info in zf.infolist():
-        if info.is_dir():
-            continue
-        name = array_name_for(archive, info.filename)
-        other = seen.get(name.casefold())
-        if other is not None:
-            what = (
-                "is a duplicate" if other == info.filename else f"clashes with {other!r} once named"
-            )
-            raise ArchiveError(archive, info.filename, f"member {what}; rename one in the archive")
-        seen[name.casefold()] = info.filename
-        members.append(
-            Member(
-                name=info.filename,
-                array_name=name,
-                file_size=info.file_size,
-                compress_size=info.compress_size,
-                crc32=info.CRC,
-                method=info.compress_type,
-                header_offset=info.header_offset,
-                info=info,
-            )
-        )
-    if not members:
-        raise ArchiveError(archive, None, "archive holds no data members")
-    _check_nesting(archive, members)
-    _check_no_overlap(archive, zf)
-    return members
-
-
-def _check_nesting(archive: str, members: list[Member]) -> None:
-    """'a.bin' and 'a/b.bin' would need 'a' to be an array and a group at once."""
-    names = {m.array_name.casefold(): m.name for m in members}
-    for m in members:
-        parts = m.array_name.casefold().split("/")
-        for i in range(1, len(parts)):
-            other = names.get("/".join(parts[:i]))
-            if other is not None:
-                raise ArchiveError(
-                    archive,
-                    m.name,
-                    f"member needs {other!r} to be a folder, but it is a member; rename one",
-                )
-
-
-def _check_no_overlap(archive: str, zf: zipfile.ZipFile) -> None:
-    """Members whose data overlap are how small archives inflate to huge outputs (overlapping
-    zip bombs); no archive a zip tool writes has them. Python 3.11's zipfile does not check."""
-    infos = sorted(zf.infolist(), key=lambda i: i.header_offset)
-    end_of_data = getattr(zf, "start_dir", None)
-    for info, nxt in zip(infos, [*infos[1:], None], strict=True):
-        limit = nxt.header_offset if nxt is not None else end_of_data
-        # 30 bytes of local header at least; name and extra lengths only make the end later.
-        if limit is not None and info.header_offset + 30 + info.compress_size > limit:
-            raise ArchiveError(
-                archive,
-                info.filename,
-                "member data overlaps the next member or the central directory "
-                "(a zip bomb, or a corrupt archive); re-create the archive",
-            )
-
-
-def check_member(
-    archive: str, member: Member, max_ratio: float | None, max_member_bytes: int
-) -> None:
-    """Refuse what cannot or must not be inflated, before inflating anything."""
-    if member.info.flag_bits & 0x1:
-        raise ArchiveError(archive, member.name, "member is encrypted; decrypt the archive first")
-    if member.method not in _SUPPORTED_METHODS:
-        raise ArchiveError(
-            archive,
-            member.name,
-            f"unsupported compression method {member.method}; "
-            "re-zip with deflate, bzip2, lzma or no compression",
-        )
-    if member.file_size > max_member_bytes:
-        raise ArchiveError(
-            archive,
-            member.name,
-            f"inflates to {member.file_size} bytes, over max_member_bytes={max_member_bytes}; "
-            "raise the limit if this is expected",
-        )
-    # An explicit max_ratio applies to every member; the default only to large ones. The
-    # streaming size check stops a member that inflates past its declared size either way.
-    limit = DEFAULT_MAX_RATIO if max_ratio is None else max_ratio
-    checked = max_ratio is not None or member.file_size > RATIO_CHECK_MIN_BYTES
-    if checked and member.file_size and member.file_size / max(member.compress_size, 1) > limit:
-        raise ArchiveError(
-            archive,
-            member.name,
-            f"compression ratio {member.file_size / max(member.compress_size, 1):.0f} exceeds "
-            f"max_ratio={limit:g} (possible decompression bomb); raise max_ratio if expected",
-        )
 
 
 class MemberReader:
@@ -232,7 +77,7 @@ class MemberReader:
             raise
         except Exception as exc:  # BadZipFile, NotImplementedError, EINVAL on a bad offset...
             raise ArchiveError(
-                archive, member.name, f"cannot read the member ({_brief(exc)})"
+                archive, member.name, f"cannot read the member ({brief(exc)})"
             ) from None
 
     def _data_offset(self) -> int:
@@ -261,7 +106,7 @@ class MemberReader:
             raise
         except Exception as exc:  # lzma/bz2 errors, EOFError, OSError: corrupt member, not a bug
             raise ArchiveError(
-                self.archive, self.member.name, f"corrupt member data ({_brief(exc)})"
+                self.archive, self.member.name, f"corrupt member data ({brief(exc)})"
             ) from None
         if n:
             # ISA-L keeps the CRC32 as it inflates; any other path computes it here.
@@ -345,7 +190,7 @@ class MemberReader:
             raise ArchiveError(self.archive, self.member.name, str(exc)) from None
         except (EOFError, OSError, ValueError) as exc:
             raise ArchiveError(
-                self.archive, self.member.name, f"corrupt member data ({_brief(exc)})"
+                self.archive, self.member.name, f"corrupt member data ({brief(exc)})"
             ) from None
         return filled
 
@@ -384,32 +229,3 @@ def _read_into(fileobj: BinaryIO, view: memoryview) -> int:
     data = fileobj.read(len(view))  # a file object without readinto (some fsspec ones)
     view[: len(data)] = data
     return len(data)
-
-
-def _brief(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    if isinstance(exc, zipfile.BadZipFile) and text:
-        return text
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-def open_archive(archive: str, fileobj: BinaryIO | None = None) -> tuple[BinaryIO, zipfile.ZipFile]:
-    """Open an archive for streaming; not-a-ZIP and unreadable directories become ArchiveError.
-
-    `fileobj`, if given, is an already-open seekable binary file (for example an fsspec file
-    reading object storage with range requests); `archive` then only names it in errors.
-    """
-    if fileobj is None:
-        try:
-            fileobj = open(archive, "rb")  # noqa: SIM115 - closed by the caller
-        except OSError as exc:
-            raise ArchiveError(archive, None, f"cannot open: {exc.strerror}") from None
-    try:
-        zf = zipfile.ZipFile(fileobj)
-    except zipfile.BadZipFile as exc:
-        fileobj.close()
-        raise ArchiveError(archive, None, f"not a readable ZIP archive ({exc})") from None
-    except (OSError, EOFError, ValueError, NotImplementedError) as exc:
-        fileobj.close()
-        raise ArchiveError(archive, None, f"not a readable ZIP archive ({_brief(exc)})") from None
-    return fileobj, zf

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from .archive import check_member, list_members, open_archive
 from .config import RunConfig
 from .errors import ArchiveError
+from .members import check_member, list_members, open_archive
 from .plan import plan_tasks
 from .records import Task
 from .worker import array_shape

@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from .archive import list_members
 from .errors import ArchiveError
+from .members import list_members
 from .records import ArrayRecord, ConvertOptions, Result, Task
 
 OPTIONS_ATTR = "zconvert_options"

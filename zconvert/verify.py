@@ -15,10 +15,11 @@ from typing import Any
 
 import numpy as np
 
-from .archive import MemberReader, list_members, open_archive
+from .archive import MemberReader
 from .errors import ArchiveError
 from .inflate import crc32
 from .manifest import manifest_path, read_results
+from .members import list_members, open_archive
 from .records import ArrayRecord
 from .resume import StoredArray, read_store_metadata
 

@@ -18,9 +18,10 @@ from typing import Any
 import numpy as np
 
 from ._version import __version__
-from .archive import Member, MemberReader, check_member, list_members, open_archive
+from .archive import MemberReader
 from .directio import slab_buffers
 from .errors import ArchiveError
+from .members import Member, check_member, list_members, open_archive
 from .parallel_inflate import threads_for
 from .records import ArrayRecord, ConvertOptions, Result, Task, default_chunk_rows
 from .resume import OPTIONS_ATTR, options_fingerprint

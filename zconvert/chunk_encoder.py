@@ -20,6 +20,11 @@ import numpy as np
 
 from .codecs import CodecPreset
 
+try:
+    from zlib_ng.zlib_ng import compress as _zlib_compress
+except ImportError:  # pragma: no cover - depends on the install
+    from zlib import compress as _zlib_compress
+
 BLOSC_MAX_OVERHEAD = 16  # c-blosc: the largest an encoded buffer grows beyond its input
 _SHUFFLE = 1
 
@@ -97,11 +102,7 @@ def byte_shuffle(chunk: np.ndarray) -> np.ndarray:
 
 def deflate(data: np.ndarray, level: int) -> bytes:
     """A zlib stream (what HDF5's deflate filter stores), with zlib-ng where installed."""
-    try:
-        from zlib_ng import zlib_ng as zlib_module
-    except ImportError:  # pragma: no cover - depends on the install
-        import zlib as zlib_module
-    return zlib_module.compress(memoryview(data), level)
+    return _zlib_compress(memoryview(data), level)
 
 
 def _load_blosc() -> bool:

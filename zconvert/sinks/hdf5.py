@@ -4,10 +4,12 @@ Uncompressed datasets are contiguous, allocated early and page-aligned, so that 
 sit at a fixed file offset and can be memory-mapped; compressed ones are chunked with filters
 from hdf5plugin (which the HDF5 tools also read with HDF5_PLUGIN_PATH set).
 
-Blosc chunks are encoded here and written as they are (H5Dwrite_chunk): the Blosc filter
-stores a chunk as one Blosc buffer, whatever library made it. Through h5py's dataset write,
-HDF5 copied each chunk into its cache and ran the filter, and a 32 MB member took 120-137 ms
-of CPU against 89-98 ms for the same Blosc-LZ4 chunks in Zarr.
+Compressed chunks are encoded here and written as HDF5 stores them (H5Dwrite_chunk): a Blosc
+buffer for the Blosc filter, whatever library made it; a zstd frame or zlib stream of the
+byte-shuffled chunk for shuffle + zstd or deflate. Through h5py's dataset write, HDF5 copied
+each chunk into its cache and ran the filters (a 32 MB member took 120-137 ms of CPU against
+89-98 ms for the same Blosc-LZ4 chunks in Zarr), and crashed when a chunk write failed.
+HDF5 writes through DirectFile, so chunks, like contiguous data, go around the page cache.
 """
 
 from __future__ import annotations
@@ -48,9 +50,11 @@ class HDF5Sink:
         preset = get_preset(options.codec)
         self.filters = preset.hdf5_kwargs()
         # Chunks are encoded here and handed to HDF5 as stored: Blosc into page-aligned
-        # buffers, shuffle + zstd or deflate into bytes. HDF5's own filters only as a fallback.
-        self._encode_into = chunk_encoder.direct_encoder(preset) if self.filters else None
+        # buffers, shuffle + zstd or deflate into bytes. HDF5's own filters only as a fallback
+        # (a Blosc whose direct call failed its self-test).
+        self._encode_into = chunk_encoder.direct_encoder(preset)
         self._encode_bytes = chunk_encoder.hdf5_filtered_encoder(preset)
+        self._encodes_chunks = self._encode_into is not None or self._encode_bytes is not None
         self.durable = options.durable
         self.direct_io = options.direct_io
         os.makedirs(os.path.dirname(final_path), exist_ok=True)
@@ -102,8 +106,7 @@ class HDF5Sink:
 
     def write_slab(self, handle: _Dataset, row_start: int, slab: np.ndarray) -> None:
         offset = handle.offset
-        encoded_here = self._encode_into is not None or self._encode_bytes is not None
-        if offset is None and encoded_here and handle.chunks is not None:
+        if offset is None and self._encodes_chunks and handle.chunks is not None:
             self._write_chunks(handle, handle.chunks, row_start, slab)
             return
         if offset is None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -42,13 +42,39 @@ def bound(nbytes: int) -> int:
 
 
 def padded(piece: np.ndarray, chunk_shape: tuple[int, ...]) -> np.ndarray:
-    """A whole chunk: an edge chunk's rows followed by the fill value (0). Zarr and HDF5 both
-    store edge chunks at full size."""
-    if len(piece) >= chunk_shape[0]:
+    """A whole chunk: an edge chunk's elements followed, along its short axis, by the fill
+    value (0). Zarr and HDF5 both store edge chunks at full size."""
+    if piece.shape == tuple(chunk_shape):
         return piece
     whole = np.zeros(chunk_shape, dtype=piece.dtype)
-    whole[: len(piece)] = piece
+    whole[tuple(slice(0, n) for n in piece.shape)] = piece
     return whole
+
+
+def run_along(axis: int, start: int, stop: int) -> tuple[slice, ...]:
+    """The index of [start, stop) along `axis`, everything along the axes before it."""
+    return (*(slice(None),) * axis, slice(start, stop))
+
+
+def whole_chunks(
+    slab: np.ndarray, start: int, chunk_shape: tuple[int, ...], axis: int
+) -> Iterator[tuple[int, np.ndarray]]:
+    """(chunk index along `axis`, the chunk's piece of the slab) for a slab of whole chunks
+    starting at `start` along `axis` (the last piece may be short); a 0-d slab is chunk 0.
+
+    Pieces are views: along any axis but the first they are not C-contiguous, and whatever
+    stores their bytes must take them in C order (np.ascontiguousarray)."""
+    if slab.ndim == 0:
+        yield 0, slab
+        return
+    length = chunk_shape[axis]
+    if start % length:
+        raise ValueError(
+            f"slabs of compressed or sharded arrays must start on a chunk boundary: {start} "
+            f"is not a multiple of {length} along axis {axis}"
+        )
+    for offset in range(0, slab.shape[axis], length):
+        yield (start + offset) // length, slab[run_along(axis, offset, offset + length)]
 
 
 def direct_encoder(preset: CodecPreset) -> Encoder | None:

@@ -13,6 +13,17 @@ Sharded arrays (Zarr 3 `sharding_indexed`) are written a whole shard at a time: 
 shard at the usual chunk key, holding its inner chunks encoded one after the other, then the
 index (offset and length of each inner chunk, C order, uint64 little-endian; 2**64-1 for both
 where an inner chunk lies wholly past the array's end and is not stored) and its CRC32C.
+
+Slabs along another axis than the first (Fortran-ordered sources) are chunked along that axis
+and stored in C order like any other: no `order: F` (Zarr 2) or transpose codec (Zarr 3),
+which some readers ignore or refuse. A one-chunk uncompressed array stays one plain file,
+filled through a map of it (see write_mapped). A 0-d array is one chunk, key `c` (Zarr 3) or
+`0` (Zarr 2), as zarr-python writes it; it is never sharded (zarr-python 3.1 cannot write a
+sharded 0-d array).
+
+Byte order is kept: a big-endian dtype is stored big-endian (Zarr 2 dtype `>f8`, Zarr 3 bytes
+codec `endian: big`). zarr-python reads Zarr 2 back as `>f8` and Zarr 3 as the native `float64`
+(it keeps no byte order in a Zarr 3 dtype); the values are the same.
 """
 
 from __future__ import annotations
@@ -29,10 +40,10 @@ from .. import chunk_encoder
 from ..codecs import get_preset
 from ..directio import ALIGN, FileWriter, aligned_buffer
 from ..records import ConvertOptions
-from . import ArraySpec
+from . import ArraySpec, write_mapped
 from ._atomic import publish, remove_path, temp_sibling
 
-_V3_TYPES = {"i": "int", "u": "uint", "f": "float", "c": "complex"}
+_V3_TYPES = {"i": "int", "u": "uint", "f": "float", "c": "complex", "b": "bool"}
 _NO_CHUNK = 2**64 - 1  # a shard index's offset and length of an inner chunk not stored
 # A shard's encoded chunks are gathered to about this size before each write: page-aligned
 # pieces go to disk direct, and memory holds one piece rather than a whole encoded shard.
@@ -40,6 +51,9 @@ SHARD_PIECE_BYTES = 1 << 20
 
 
 def zarr3_data_type(dtype: np.dtype) -> str:
+    """The Zarr 3 `data_type` of a numpy dtype (byte order lives in the bytes codec)."""
+    if dtype.kind == "b":
+        return "bool"
     return f"{_V3_TYPES[dtype.kind]}{dtype.itemsize * 8}"
 
 
@@ -61,9 +75,9 @@ class _ZarrArray:
     shape: tuple[int, ...]
     chunks: tuple[int, ...]
     dtype: np.dtype
-    key_prefix: str  # "c/" (v3) or "" (v2)
-    key_separator: str  # "/" (v3) or "." (v2)
+    zarr_format: int
     inner_chunks: tuple[int, ...] | None = None  # sharded: `chunks` is the shard shape
+    axis: int = 0  # the axis slabs run along; chunks are whole on every other
     stored_bytes: int = 0
     chunk_dirs: set[str] = field(default_factory=set)
     # The uncompressed chunk being filled piece by piece, kept open between pieces.
@@ -75,9 +89,23 @@ class _ZarrArray:
             self.current = None
 
     def chunk_path(self, index: int) -> str:
-        rest = self.key_separator.join("0" for _ in self.shape[1:])
-        key = f"{self.key_prefix}{index}" + (self.key_separator + rest if rest else "")
-        return os.path.join(self.path, *key.split("/"))
+        """The file of the chunk `index` along the array's axis (the only one across it)."""
+        coords = ["0"] * len(self.shape)
+        if coords:
+            coords[self.axis] = str(index)
+        if self.zarr_format == 3:
+            return os.path.join(self.path, "c", *coords)
+        return os.path.join(self.path, ".".join(coords) or "0")
+
+    def mapped(self, uncompressed: bool) -> bool:
+        """Written through a map of its one chunk file: an uncompressed, unsharded array in a
+        single chunk whose slabs run along another axis than the first."""
+        return (
+            uncompressed
+            and self.inner_chunks is None
+            and self.axis > 0
+            and self.chunks[self.axis] >= self.shape[self.axis]
+        )
 
 
 def _sharding_codec(inner_chunks: tuple[int, ...], codecs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -137,7 +165,8 @@ class ZarrSink:
     def add_array(self, spec: ArraySpec) -> _ZarrArray:
         path = self._ensure_groups(spec.name)
         dtype = np.dtype(spec.dtype)
-        fill: Any = {"f": 0.0, "c": [0.0, 0.0]}.get(dtype.kind, 0)
+        fill: Any = {"f": 0.0, "c": [0.0, 0.0], "b": False}.get(dtype.kind, 0)
+        inner_chunks = spec.inner_chunks if spec.shape else None  # one value: nothing to shard
         if self.zarr_format == 3:
             codecs: list[dict[str, Any]] = [
                 {"name": "bytes", "configuration": {"endian": _endian(dtype)}}
@@ -145,8 +174,8 @@ class ZarrSink:
             if dtype.itemsize == 1:
                 codecs = [{"name": "bytes", "configuration": {}}]
             codecs += self.preset.zarr3_codecs(dtype.itemsize)
-            if spec.inner_chunks is not None:
-                codecs = [_sharding_codec(spec.inner_chunks, codecs)]
+            if inner_chunks is not None:
+                codecs = [_sharding_codec(inner_chunks, codecs)]
             doc = {
                 "shape": list(spec.shape),
                 "data_type": zarr3_data_type(dtype),
@@ -163,9 +192,11 @@ class ZarrSink:
                 "node_type": "array",
                 "storage_transformers": [],
             }
+            if not spec.shape:
+                del doc["dimension_names"]  # as zarr-python writes a 0-d array
             _write_json(os.path.join(path, "zarr.json"), doc)
             return self._track(
-                _ZarrArray(path, spec.shape, spec.chunks, dtype, "c/", "/", spec.inner_chunks)
+                _ZarrArray(path, spec.shape, spec.chunks, dtype, 3, inner_chunks, spec.axis)
             )
         doc = {
             "shape": list(spec.shape),
@@ -181,7 +212,7 @@ class ZarrSink:
         _write_json(os.path.join(path, ".zarray"), doc)
         attributes = {**spec.attributes, "_ARRAY_DIMENSIONS": list(spec.dimension_names)}
         _write_json(os.path.join(path, ".zattrs"), attributes)
-        return self._track(_ZarrArray(path, spec.shape, spec.chunks, dtype, "", "."))
+        return self._track(_ZarrArray(path, spec.shape, spec.chunks, dtype, 2, axis=spec.axis))
 
     def _track(self, array: _ZarrArray) -> _ZarrArray:
         self._arrays.append(array)
@@ -197,18 +228,19 @@ class ZarrSink:
 
     def partial_writes(self, handle: _ZarrArray) -> bool:
         # Raw chunk files take bytes at any offset; a shard's index needs all its chunks.
-        return self.codec is None and handle.inner_chunks is None
+        # Along another axis a run is strided in its chunk: only a mapped chunk takes one.
+        if handle.axis == 0:
+            return self.codec is None and handle.inner_chunks is None and bool(handle.shape)
+        return handle.mapped(self.codec is None)
 
     def write_slab(self, handle: _ZarrArray, row_start: int, slab: np.ndarray) -> None:
-        if self.codec is None and handle.inner_chunks is None:
-            self._write_raw(handle, row_start, slab)
+        if self.partial_writes(handle):
+            if handle.axis == 0:
+                self._write_raw(handle, row_start, slab)
+            else:
+                self._write_mapped(handle, row_start, slab)
             return
-        chunk_rows = handle.chunks[0]
-        if row_start % chunk_rows:
-            raise ValueError("compressed or sharded slabs must start on a chunk boundary")
-        for offset in range(0, len(slab), chunk_rows):
-            index = (row_start + offset) // chunk_rows
-            piece = slab[offset : offset + chunk_rows]
+        for index, piece in chunk_encoder.whole_chunks(slab, row_start, handle.chunks, handle.axis):
             if handle.inner_chunks is not None:
                 self._write_shard(handle, handle.inner_chunks, index, piece)
                 continue
@@ -226,23 +258,29 @@ class ZarrSink:
             handle.stored_bytes += n
 
     def _encode(self, piece: np.ndarray, chunk_shape: tuple[int, ...]) -> bytes | memoryview:
-        """One chunk's stored bytes; an edge chunk is first padded with the fill value."""
-        piece = chunk_encoder.padded(piece, chunk_shape)
+        """One chunk's stored bytes, in C order; an edge chunk is first padded with the fill
+        value."""
+        # C order first: numcodecs encodes a Fortran-contiguous view in Fortran order.
+        piece = np.ascontiguousarray(chunk_encoder.padded(piece, chunk_shape))
         if self.codec is None:
-            return memoryview(np.ascontiguousarray(piece)).cast("B")
+            return memoryview(piece).cast("B")
         return self.codec.encode(piece)
 
     def _write_shard(
         self, handle: _ZarrArray, inner_chunks: tuple[int, ...], shard: int, rows: np.ndarray
     ) -> None:
-        """One shard file: its inner chunks (all within the array) encoded, then the index."""
-        inner_rows = inner_chunks[0]
-        index = np.full((handle.chunks[0] // inner_rows, 2), _NO_CHUNK, dtype="<u8")
+        """One shard file: its inner chunks (all within the array) encoded, then the index.
+        Inner chunks are whole on every axis but the array's axis, so the index's C order is
+        their order along it."""
+        axis = handle.axis
+        inner_rows = inner_chunks[axis]
+        index = np.full((handle.chunks[axis] // inner_rows, 2), _NO_CHUNK, dtype="<u8")
         pending: list[bytes | memoryview] = []
         pending_bytes = written = 0
         with self._open_chunk(handle, shard, True) as f:
-            for i, start in enumerate(range(0, len(rows), inner_rows)):
-                encoded = self._encode(rows[start : start + inner_rows], inner_chunks)
+            for i, start in enumerate(range(0, rows.shape[axis], inner_rows)):
+                piece = rows[chunk_encoder.run_along(axis, start, start + inner_rows)]
+                encoded = self._encode(piece, inner_chunks)
                 index[i] = (written + pending_bytes, len(encoded))
                 pending.append(encoded)
                 pending_bytes += len(encoded)
@@ -282,6 +320,17 @@ class ZarrSink:
                 handle.close_current()
             done += take
             row += take // row_bytes
+
+    def _write_mapped(self, handle: _ZarrArray, start: int, slab: np.ndarray) -> None:
+        """A run along a later axis into the array's one chunk file, kept one plain C-order
+        file (mappable by readers) and padded with zeros past the array's end."""
+        path = handle.chunk_path(0)
+        if start == 0:  # the first run: the whole chunk, zeros (the fill value) until written
+            chunk_bytes = handle.dtype.itemsize * int(np.prod(handle.chunks, dtype=np.int64))
+            with self._open_chunk(handle, 0, create=True) as f:
+                f.truncate(chunk_bytes)
+            handle.stored_bytes += chunk_bytes
+        write_mapped(path, 0, handle.chunks, start, slab, handle.axis)
 
     def finish_array(self, handle: _ZarrArray) -> int | None:
         """Chunk bytes plus the array's metadata documents: what zarr's nbytes_stored() says."""

@@ -7,10 +7,18 @@ documents are written, then the root group's attributes, and the root group's `z
 (Zarr 3) or `.zgroup` (Zarr 2) last of all. A reader opening the store by its URL finds no
 group until that last PUT, so it sees either nothing or a complete store. A failed archive
 deletes everything under the store's prefix.
+
+Slabs along another axis than the first hold whole chunks along it, and chunks span every
+other axis, so each slab is whole chunks of the array, which zarr stores in C order. A 0-d
+array is zarr's own (chunk key `c` or `0`), never sharded (zarr-python 3.1 cannot write a
+sharded 0-d array). Byte order is zarr-python's: Zarr 2 keeps '>f8'; Zarr 3 stores
+little-endian and reads back native float64 (as the local sink's Zarr 3 does, from big-endian
+bytes).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -20,6 +28,7 @@ from zarr.core.buffer import Buffer, BufferPrototype
 from zarr.core.sync import sync
 from zarr.storage import FsspecStore, WrapperStore
 
+from ..chunk_encoder import run_along
 from ..codecs import get_preset
 from ..records import ConvertOptions
 from ..storage import remove_tree
@@ -86,6 +95,12 @@ class MetadataLastStore(WrapperStore[FsspecStore]):
         return chunks + sum(len(v) for k, v in self.held.items() if k.startswith(start))
 
 
+@dataclass
+class _URLArray:
+    array: zarr.Array
+    axis: int  # the axis slabs run along
+
+
 class ZarrURLSink:
     """Zarr to object storage through zarr's FsspecStore, metadata documents held to the end.
 
@@ -113,18 +128,18 @@ class ZarrURLSink:
             self.store, mode="w", zarr_format=options.zarr_format, attributes=attributes
         )
 
-    def add_array(self, spec: ArraySpec) -> zarr.Array:
+    def add_array(self, spec: ArraySpec) -> _URLArray:
         attributes = dict(spec.attributes)
         kwargs: dict[str, Any] = {}
         chunks = spec.chunks
-        if spec.inner_chunks is not None:  # zarr's chunks are the inner ones, inside shards
+        if spec.inner_chunks is not None and spec.shape:  # zarr's chunks are the inner ones
             chunks, kwargs["shards"] = spec.inner_chunks, spec.chunks
         if self.zarr_format == 3:
             kwargs["dimension_names"] = spec.dimension_names
         else:
             attributes["_ARRAY_DIMENSIONS"] = list(spec.dimension_names)
             kwargs["filters"] = None
-        return self.group.create_array(
+        array = self.group.create_array(
             spec.name,
             shape=spec.shape,
             dtype=spec.dtype,
@@ -135,15 +150,20 @@ class ZarrURLSink:
             config={"write_empty_chunks": True},  # every chunk exists, as in local stores
             **kwargs,
         )
+        return _URLArray(array, spec.axis)
 
-    def partial_writes(self, handle: zarr.Array) -> bool:
+    def partial_writes(self, handle: _URLArray) -> bool:
         return False  # a piece of a chunk would be a read-modify-write of an object
 
-    def write_slab(self, handle: zarr.Array, row_start: int, slab: np.ndarray) -> None:
-        handle[row_start : row_start + len(slab)] = slab
+    def write_slab(self, handle: _URLArray, row_start: int, slab: np.ndarray) -> None:
+        if slab.ndim == 0:
+            handle.array[()] = slab
+            return
+        axis = handle.axis
+        handle.array[run_along(axis, row_start, row_start + slab.shape[axis])] = slab
 
-    def finish_array(self, handle: zarr.Array) -> int | None:
-        return self.store.stored_bytes(handle.path)
+    def finish_array(self, handle: _URLArray) -> int | None:
+        return self.store.stored_bytes(handle.array.path)
 
     def commit(self) -> None:
         self.store.flush_metadata()

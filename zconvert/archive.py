@@ -13,9 +13,10 @@ import zipfile
 from typing import Any, BinaryIO
 
 from . import direct_inflate
+from .deflate64 import Deflate64Stream
 from .errors import ArchiveError
 from .inflate import crc32, raw_decompressobj
-from .members import Member, brief
+from .members import DEFLATE64, Member, brief
 from .parallel_inflate import open_parallel
 
 _LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")
@@ -27,6 +28,20 @@ _LOCAL_SIGNATURE = b"PK\x03\x04"
 # Input is read into one reused buffer (_read_into) for the same reason.
 _INPUT_PIECE = 256 << 10
 _OUTPUT_PIECE = 256 << 10
+
+
+def data_offset(archive: str, fileobj: BinaryIO, member: Member) -> int:
+    """Where a member's (compressed) data starts: after its local header, whose name and
+    extra field lengths may differ from the central directory's."""
+    fileobj.seek(member.header_offset)
+    header = fileobj.read(_LOCAL_HEADER.size)
+    if len(header) != _LOCAL_HEADER.size:
+        raise ArchiveError(archive, member.name, "local header is truncated")
+    fields = _LOCAL_HEADER.unpack(header)
+    if fields[0] != _LOCAL_SIGNATURE:
+        raise ArchiveError(archive, member.name, "local header is corrupt (bad signature)")
+    name_len, extra_len = fields[10], fields[11]
+    return member.header_offset + _LOCAL_HEADER.size + name_len + extra_len
 
 
 class MemberReader:
@@ -54,7 +69,7 @@ class MemberReader:
             )
         try:
             if member.method == zipfile.ZIP_DEFLATED:
-                offset = self._data_offset()
+                offset = data_offset(archive, fileobj, member)
                 # A large member with cores to spare inflates on several threads; it is read
                 # through the same bounded readinto loop as zipfile's streams.
                 self._zip_stream = open_parallel(
@@ -70,6 +85,9 @@ class MemberReader:
                         self._input_address = direct_inflate.address_of(self._input)
                     else:
                         self._raw = raw_decompressobj()
+            elif member.method == DEFLATE64:  # zipfile has no Deflate64
+                offset = data_offset(archive, fileobj, member)
+                self._zip_stream = Deflate64Stream(fileobj, offset, member.compress_size)
             else:
                 # zipfile checks its own CRC too; ours runs anyway so both paths report alike.
                 self._zip_stream = zf.open(member.info)
@@ -79,19 +97,6 @@ class MemberReader:
             raise ArchiveError(
                 archive, member.name, f"cannot read the member ({brief(exc)})"
             ) from None
-
-    def _data_offset(self) -> int:
-        self._fileobj.seek(self.member.header_offset)
-        header = self._fileobj.read(_LOCAL_HEADER.size)
-        if len(header) != _LOCAL_HEADER.size:
-            raise ArchiveError(self.archive, self.member.name, "local header is truncated")
-        fields = _LOCAL_HEADER.unpack(header)
-        if fields[0] != _LOCAL_SIGNATURE:
-            raise ArchiveError(
-                self.archive, self.member.name, "local header is corrupt (bad signature)"
-            )
-        name_len, extra_len = fields[10], fields[11]
-        return self.member.header_offset + _LOCAL_HEADER.size + name_len + extra_len
 
     def readinto(self, out: memoryview) -> int:
         """Fill `out` as far as the member allows; returns the byte count (short only at the end)."""

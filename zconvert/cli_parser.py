@@ -18,7 +18,7 @@ CONFIG_DOC = "docs/CONFIG.md"
 
 MAIN_EXAMPLES = f"""\
 examples:
-  zconvert convert data/ -o out/                 # every *.zip below data/, Zarr 3, blosc-lz4
+  zconvert convert data/ -o out/                 # every *.zip and *.npz below data/, Zarr 3
   zconvert plan --config configs/seed.yaml       # dry run of a YAML run
   zconvert inspect out/                          # what a run wrote
   zconvert config --example > run.yaml           # every key, annotated
@@ -30,7 +30,7 @@ Use `zconvert COMMAND --help` for each command's options.
 
 CONVERT_EXAMPLES = f"""\
 examples:
-  zconvert convert data/ -o out/                      # every *.zip below data/, Zarr 3, blosc-lz4
+  zconvert convert data/ -o out/                      # every *.zip and *.npz below data/, Zarr 3
   zconvert convert a.zip b.zip -o out/ --format hdf5 --codec none   # mappable HDF5
   zconvert convert data/ -o out/ --codec none --contiguous          # mappable Zarr
   zconvert convert data/ -o out/ --chunk-rows 1000 --shard-rows 64000  # small chunks, few files
@@ -48,7 +48,8 @@ examples:
   zconvert plan data/ -o out/                    # convert, skip or refuse, per archive
   zconvert plan --config configs/seed.yaml --json
 
-Only each archive's central directory is read; nothing is written, not even OUT.
+Only each archive's central directory and its members' first bytes (.npy headers) are read;
+nothing is written, not even OUT.
 Run-file keys and their flags: {CONFIG_DOC}.
 exit status: 0 everything would convert, 1 some archives would be refused, 2 usage/config error.
 """
@@ -97,9 +98,21 @@ def _json_mapping(text: str) -> dict[str, Any]:
     return value
 
 
+def _json_list(text: str) -> list[Any]:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not JSON: {text!r}") from None
+    if not isinstance(value, list):
+        raise argparse.ArgumentTypeError(f"not a JSON list: {text!r}")
+    return value
+
+
 def _add_convert_options(p: argparse.ArgumentParser) -> None:
     S = argparse.SUPPRESS  # unset flags stay absent, so YAML values are not overridden
-    p.add_argument("inputs", nargs="*", default=S, help="archives or folders (searched for *.zip)")
+    p.add_argument(
+        "inputs", nargs="*", default=S, help="archives or folders (searched for *.zip and *.npz)"
+    )
     p.add_argument("-o", "--output", default=S, help="output folder")
     p.add_argument("--config", default=None, help="a YAML run file; flags override its keys")
     p.add_argument(
@@ -111,6 +124,28 @@ def _add_convert_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", default=S, help="numpy dtype of the blobs (default <f4)")
     p.add_argument(
         "--shape", default=S, help="shape of each member, -1 first = inferred (default -1,4)"
+    )
+    p.add_argument(
+        "--include",
+        default=S,
+        action="append",
+        metavar="GLOB",
+        help="convert only members whose path matches (repeatable; '*' crosses '/')",
+    )
+    p.add_argument(
+        "--exclude",
+        default=S,
+        action="append",
+        metavar="GLOB",
+        help="skip members whose path matches (repeatable); OS metadata is always skipped",
+    )
+    p.add_argument(
+        "--members",
+        default=S,
+        type=_json_list,
+        metavar="JSON",
+        help="per-member dtype/shape of raw members, first match wins: "
+        '\'[{"match": "*time*", "dtype": "<i8", "shape": [-1]}]\' (YAML: members:)',
     )
     p.add_argument(
         "--chunk-rows", default=S, type=int, help="rows per chunk (default ~4 MiB chunks)"

@@ -14,19 +14,41 @@ from typing import Any
 from .codecs import PRESETS
 from .dtypes import dtype_itemsize, parse_dtype
 from .errors import ConfigError
-from .records import ConvertOptions, default_chunk_rows
+from .records import ConvertOptions, MemberRule, default_chunk_rows
 
 # key -> (example value, one-line documentation). The single place every key is described.
 KEYS: dict[str, tuple[Any, str]] = {
-    "inputs": (["data/seed"], "archives or folders (searched recursively for *.zip)"),
+    "inputs": (
+        ["data/seed"],
+        "archives (.zip, .npz or any ZIP named explicitly) or folders, searched recursively "
+        "for *.zip and *.npz (any letter case)",
+    ),
     "output": (
         "out/seed",
         "output folder or URL (s3://bucket/out); stores and manifest.json go here",
     ),
     "format": ("zarr", "zarr | hdf5"),
     "zarr_format": (3, "2 | 3 (Zarr only; 2 for older readers)"),
-    "dtype": ("<f4", "numpy dtype of the raw blobs, with byte order"),
-    "shape": ([-1, 4], "shape of each member; -1 first means rows inferred from its size"),
+    "dtype": ("<f4", "numpy dtype of the raw blobs, with byte order (.npy members: their header)"),
+    "shape": (
+        [-1, 4],
+        "shape of each raw member; -1 first means rows inferred from its size "
+        "(.npy members: their header)",
+    ),
+    "include": (
+        [],
+        "member paths to convert, as globs ('*' crosses '/'; a glob without '/' also matches "
+        "the file name alone, e.g. '*.bin'); default: every member. Skipped members are listed "
+        "in the manifest; macOS/Windows/JAR metadata (__MACOSX/, ._*, .DS_Store, Thumbs.db, "
+        "desktop.ini, META-INF/MANIFEST.MF) is always skipped",
+    ),
+    "exclude": ([], "member paths to skip, as globs (after include), e.g. ['*.json', 'README*']"),
+    "members": (
+        [{"match": "*timestamps*", "dtype": "<i8", "shape": [-1]}],
+        "per-member dtype and shape for raw members: a list of {match: GLOB, dtype, shape}, "
+        "first match wins, unmatched members use dtype and shape; .npy members describe "
+        "themselves (a rule contradicting their header is refused)",
+    ),
     "chunk_rows": (262144, "rows per chunk; default: about 4 MiB per chunk"),
     "shard_rows": (
         None,
@@ -86,7 +108,7 @@ KEYS: dict[str, tuple[Any, str]] = {
 EXECUTORS = ("auto", "local", "serial", "dask")
 
 
-def _parse_shape(value: Any, key: str, source: str | None) -> tuple[int, ...]:
+def parse_shape(value: Any, key: str, source: str | None) -> tuple[int, ...]:
     if isinstance(value, str):
         parts = [p.strip() for p in value.replace("x", ",").split(",") if p.strip()]
         try:
@@ -106,6 +128,41 @@ def _parse_shape(value: Any, key: str, source: str | None) -> tuple[int, ...]:
             source,
         )
     return tuple(value)
+
+
+_RULE_KEYS = ("match", "dtype", "shape")
+
+
+def _parse_member_rules(value: Any, source: str | None) -> tuple[MemberRule, ...]:
+    """YAML `members:`: a list of {match, dtype, shape}; errors name the entry and its key."""
+    if value is None:
+        return ()
+    _expect(value, (list, tuple), "members", source, "a list of {match, dtype, shape} entries")
+    rules = []
+    for i, entry in enumerate(value):
+        key = f"members[{i}]"
+        if not isinstance(entry, Mapping):
+            raise ConfigError(key, f"{entry!r} is not a mapping like {{match: '*.bin'}}", source)
+        unknown = sorted(str(k) for k in entry if k not in _RULE_KEYS)
+        if unknown:
+            raise ConfigError(
+                key, f"unknown key {', '.join(unknown)}; known are {', '.join(_RULE_KEYS)}", source
+            )
+        match = entry.get("match")
+        if not isinstance(match, str) or not match:
+            raise ConfigError(f"{key}.match", "is required: a glob of member paths", source)
+        if entry.get("dtype") is None and entry.get("shape") is None:
+            raise ConfigError(key, "needs dtype or shape (or both) besides match", source)
+        dtype = entry.get("dtype")
+        shape = entry.get("shape")
+        rules.append(
+            MemberRule(
+                match=match,
+                dtype=None if dtype is None else parse_dtype(dtype, f"{key}.dtype", source),
+                shape=None if shape is None else parse_shape(shape, f"{key}.shape", source),
+            )
+        )
+    return tuple(rules)
 
 
 def _expect(
@@ -151,7 +208,7 @@ def _validate(key: str, value: Any, source: str | None) -> Any:
     if key == "dtype":
         return parse_dtype(value, key, source)
     if key == "shape":
-        return _parse_shape(value, key, source)
+        return parse_shape(value, key, source)
     if key in ("chunk_rows", "shard_rows", "workers", "slab_bytes", "max_member_bytes"):
         return (
             None
@@ -181,6 +238,15 @@ def _validate(key: str, value: Any, source: str | None) -> Any:
         if value is None or value == "auto":
             return None
         return _expect(value, bool, key, source, "true, false or null (auto)")
+    if key in ("include", "exclude"):
+        if isinstance(value, str):
+            value = [value]
+        _expect(value, (list, tuple), key, source, "a list of globs such as ['*.bin']")
+        if not all(isinstance(v, str) and v for v in value):
+            raise ConfigError(key, f"{value!r} must hold non-empty glob strings", source)
+        return tuple(value)
+    if key == "members":
+        return _parse_member_rules(value, source)
     if key in ("overwrite", "debug", "durable", "contiguous", "direct_io"):
         return _expect(value, bool, key, source, "true or false")
     raise ConfigError(key, f"unknown key; known keys are {', '.join(KEYS)}", source)
@@ -220,6 +286,13 @@ class RunConfig:
                 source,
             )
         _check_layout(options, source)
+        for rule in options.members:  # each rule's layout must be possible too
+            _check_layout(
+                replace(
+                    options, dtype=rule.dtype or options.dtype, shape=rule.shape or options.shape
+                ),
+                source,
+            )
         rest = {k: v for k, v in clean.items() if k not in option_names}
         return cls(options=options, **rest)
 

@@ -13,9 +13,11 @@ DOC_PATH = "docs/CONFIG.md"
 def _yaml_value(key: str, value: Any) -> str:
     import yaml
 
-    # Lists and mappings inline ([-1, 4]), scalars plain: one line per key.
-    flow = None if isinstance(value, (list, tuple, dict)) else False
-    return yaml.safe_dump({key: value}, default_flow_style=flow, sort_keys=False).strip()
+    # Lists and mappings inline ([-1, 4], nested ones too), scalars plain: one line per key.
+    if isinstance(value, (list, tuple, dict)):
+        inline = yaml.safe_dump(value, default_flow_style=True, sort_keys=False, width=1 << 16)
+        return f"{key}: {inline.strip()}"
+    return yaml.safe_dump({key: value}, default_flow_style=False, sort_keys=False).strip()
 
 
 def flag_for(key: str) -> str:

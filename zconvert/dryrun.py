@@ -11,10 +11,10 @@ from dataclasses import asdict, dataclass
 
 from .config import RunConfig
 from .errors import ArchiveError
-from .members import check_member, list_members, open_archive
+from .member_layout import layout_for
+from .members import check_member, open_archive, select_members
 from .plan import plan_tasks
 from .records import Task
-from .worker import array_shape
 
 
 @dataclass(frozen=True)
@@ -43,16 +43,17 @@ def _skip_reason(task: Task) -> str | None:
 
 
 def preflight(task: Task) -> PlannedTask:
-    """Open the archive's central directory only and apply every pre-inflate check."""
+    """Read the archive's central directory and each member's first bytes (a .npy header),
+    and apply every pre-inflate check."""
     base = {"archive": task.archive, "store": task.store, "relpath": task.relpath}
     options = task.options
     try:
         fileobj, zf = open_archive(task.archive)
         with fileobj, zf:
-            members = list_members(task.archive, zf)
+            members, _ = select_members(task.archive, zf, options.include, options.exclude)
             for member in members:
                 check_member(task.archive, member, options.max_ratio, options.max_member_bytes)
-                array_shape(task.archive, member, options)
+                layout_for(task.archive, fileobj, zf, member, options)
     except ArchiveError as exc:
         return PlannedTask(**base, action="refuse", reason=exc.reason, member=exc.member)
     return PlannedTask(

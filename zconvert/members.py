@@ -4,24 +4,101 @@ hostile, unsupported or oversized ones before anything is inflated (archive.py s
 
 from __future__ import annotations
 
+import fnmatch
 import posixpath
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
 
 from .errors import ArchiveError
+from .records import SkippedMember
 
 # Without an explicit max_ratio, members over RATIO_CHECK_MIN_BYTES are refused above
 # DEFAULT_MAX_RATIO: an all-zero member deflates about 1030:1, so a smaller real one (a dead
 # sensor channel) still converts, and its output is bounded by its declared size anyway.
 DEFAULT_MAX_RATIO = 1000.0
 RATIO_CHECK_MIN_BYTES = 64 << 20
+DEFLATE64 = 9  # "enhanced deflate": Windows Explorer and 7-Zip write it for large files
 _SUPPORTED_METHODS = {
     zipfile.ZIP_STORED: "stored",
     zipfile.ZIP_DEFLATED: "deflate",
+    DEFLATE64: "deflate64",
     zipfile.ZIP_BZIP2: "bzip2",
     zipfile.ZIP_LZMA: "lzma",
 }
+# APPNOTE 4.4.5: the methods other writers use, so that a refusal can name them.
+_OTHER_METHODS = {
+    1: "shrink",
+    2: "reduce",
+    3: "reduce",
+    4: "reduce",
+    5: "reduce",
+    6: "implode",
+    10: "PKWARE DCL implode",
+    18: "IBM TERSE",
+    19: "IBM LZ77",
+    20: "zstd (old id)",
+    93: "zstd",
+    94: "MP3",
+    95: "xz",
+    96: "JPEG",
+    97: "WavPack",
+    98: "PPMd",
+    99: "AES encryption",
+}
+
+
+def method_name(method: int) -> str:
+    """A compression method's name for messages ('deflate', 'PPMd', 'method 42')."""
+    return _SUPPORTED_METHODS.get(method) or _OTHER_METHODS.get(method) or f"method {method}"
+
+
+def _method_label(method: int) -> str:
+    name = _OTHER_METHODS.get(method)
+    return f"{method} ({name})" if name else str(method)
+
+
+# Written by operating systems and archivers beside the data, never data themselves: skipped
+# by default and listed as skipped (so nothing disappears silently).
+def metadata_reason(name: str) -> str | None:
+    """Why a member is operating-system or tool metadata, or None for a data member."""
+    parts = name.split("/")
+    base = parts[-1]
+    if "__MACOSX" in parts[:-1]:
+        return "macOS metadata (__MACOSX/ folder)"
+    if base.startswith("._"):
+        return "macOS AppleDouble metadata (._ file)"
+    if base == ".DS_Store":
+        return "macOS Finder metadata (.DS_Store)"
+    if base.lower() == "thumbs.db":
+        return "Windows thumbnail cache (Thumbs.db)"
+    if base.lower() == "desktop.ini":
+        return "Windows folder settings (desktop.ini)"
+    if name.upper() == "META-INF/MANIFEST.MF":
+        return "JAR manifest (META-INF/MANIFEST.MF)"
+    return None
+
+
+def glob_matches(name: str, pattern: str) -> bool:
+    """A member path against a glob: `*` crosses '/', and a pattern without '/' also matches
+    the last part alone ('*.json' and 'README*' match at any depth)."""
+    if fnmatch.fnmatchcase(name, pattern):
+        return True
+    return "/" not in pattern and fnmatch.fnmatchcase(posixpath.basename(name), pattern)
+
+
+def selection_reason(name: str, include: Sequence[str], exclude: Sequence[str]) -> str | None:
+    """Why a member is not converted (metadata, --include, --exclude), or None to convert it."""
+    reason = metadata_reason(name)
+    if reason is not None:
+        return reason
+    if include and not any(glob_matches(name, p) for p in include):
+        return "matches no include pattern (" + ", ".join(include) + ")"
+    for pattern in exclude:
+        if glob_matches(name, pattern):
+            return f"matches exclude pattern {pattern}"
+    return None
 
 
 @dataclass(frozen=True)
@@ -69,12 +146,33 @@ def array_name_for(archive: str, member: str) -> str:
     return stem
 
 
-def list_members(archive: str, zf: zipfile.ZipFile) -> list[Member]:
-    """Data members in archive order; directories skipped; names checked for hostility and clashes."""
+def list_members(
+    archive: str,
+    zf: zipfile.ZipFile,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+) -> list[Member]:
+    """Data members in archive order (see select_members)."""
+    return select_members(archive, zf, include, exclude)[0]
+
+
+def select_members(
+    archive: str,
+    zf: zipfile.ZipFile,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+) -> tuple[list[Member], list[SkippedMember]]:
+    """The members to convert, in archive order, and those skipped with why. Directories are
+    neither; names are checked for hostility and clashes; no member left is an error."""
     members: list[Member] = []
+    skipped: list[SkippedMember] = []
     seen: dict[str, str] = {}
     for info in zf.infolist():
         if info.is_dir():
+            continue
+        reason = selection_reason(info.filename, include, exclude)
+        if reason is not None:
+            skipped.append(SkippedMember(info.filename, reason))
             continue
         name = array_name_for(archive, info.filename)
         other = seen.get(name.casefold())
@@ -97,10 +195,19 @@ def list_members(archive: str, zf: zipfile.ZipFile) -> list[Member]:
             )
         )
     if not members:
-        raise ArchiveError(archive, None, "archive holds no data members")
+        if not skipped:
+            raise ArchiveError(archive, None, "archive holds no data members")
+        listed = "; ".join(f"{s.member}: {s.reason}" for s in skipped[:3])
+        more = f"; and {len(skipped) - 3} more" if len(skipped) > 3 else ""
+        raise ArchiveError(
+            archive,
+            None,
+            f"no member left to convert, {len(skipped)} skipped ({listed}{more}); "
+            "check --include and --exclude",
+        )
     _check_nesting(archive, members)
     _check_no_overlap(archive, zf)
-    return members
+    return members, skipped
 
 
 def _check_nesting(archive: str, members: list[Member]) -> None:
@@ -145,8 +252,8 @@ def check_member(
         raise ArchiveError(
             archive,
             member.name,
-            f"unsupported compression method {member.method}; "
-            "re-zip with deflate, bzip2, lzma or no compression",
+            f"unsupported compression method {_method_label(member.method)}; "
+            "re-zip with deflate, deflate64, bzip2, lzma or no compression",
         )
     if member.file_size > max_member_bytes:
         raise ArchiveError(

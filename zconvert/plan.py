@@ -10,17 +10,18 @@ from .config import RunConfig
 from .errors import ConfigError
 from .records import Task
 from .sinks import SUFFIXES
-from .storage import is_url
+from .storage import ARCHIVE_SUFFIXES, is_url
 
 
 def discover(inputs: tuple[str, ...]) -> list[tuple[Path, Path]]:
-    """(archive, root) pairs: named files as given, folders searched recursively for *.zip."""
+    """(archive, root) pairs: named files as given (any name), folders searched recursively
+    for ARCHIVE_SUFFIXES."""
     found: list[tuple[Path, Path]] = []
     for raw in inputs:
         path = Path(raw).expanduser().absolute()
         if path.is_dir():
             archives = sorted(
-                p for p in path.rglob("*") if p.suffix.lower() == ".zip" and p.is_file()
+                p for p in path.rglob("*") if p.suffix.lower() in ARCHIVE_SUFFIXES and p.is_file()
             )
             found.extend((p, path) for p in archives)
         elif path.is_file():
@@ -56,8 +57,8 @@ def archive_size(path: str) -> int | None:
 
 
 def _relpath(below_root: str, fmt: str) -> str:
-    stem = below_root[:-4] if below_root.lower().endswith(".zip") else below_root
-    return stem + SUFFIXES[fmt]
+    """The store's path: the archive's without its suffix ('a.zip', 'a.npz', 'a.jar' -> 'a.zarr')."""
+    return os.path.splitext(below_root)[0] + SUFFIXES[fmt]
 
 
 def plan_tasks(config: RunConfig) -> list[Task]:
@@ -88,5 +89,12 @@ def plan_tasks(config: RunConfig) -> list[Task]:
                 options=config.options,
                 storage_options=storage_options,
             )
+        )
+    if not tasks:
+        suffixes = ", ".join(f"*{s}" for s in ARCHIVE_SUFFIXES)
+        raise ConfigError(
+            "inputs",
+            f"no archives ({suffixes}) found in {', '.join(config.inputs)}; "
+            "name archives with other suffixes explicitly",
         )
     return tasks

@@ -35,8 +35,14 @@ def store_format(store: str | os.PathLike[str]) -> str:
 
 
 def array_names(store: str | os.PathLike[str]) -> list[str]:
-    """Every array in a store, as '/'-separated paths, in sorted order."""
+    """Every array in a store (or data member of a ZIP/.npz), '/'-separated, in sorted order."""
     path = os.fspath(store)
+    from .archive_memmap import is_archive
+
+    if is_archive(path):
+        from .archive_memmap import member_names
+
+        return sorted(member_names(path))
     if store_format(path) == "zarr":
         import zarr
 
@@ -62,8 +68,13 @@ def _pick(path: str, name: str | None) -> str:
 
 
 def open(store: str | os.PathLike[str], name: str | None = None) -> Any:
-    """The array `name` of a store, lazily: a zarr.Array or an h5py.Dataset, read-only."""
+    """The array `name` of a store, lazily: a zarr.Array or an h5py.Dataset, read-only. For a
+    ZIP or .npz path: a stored member as a read-only np.memmap (see open_memmap)."""
     path = os.fspath(store)
+    from .archive_memmap import is_archive
+
+    if is_archive(path):
+        return open_memmap(path, name)
     fmt = store_format(path)
     name = _pick(path, name)
     if fmt == "zarr":
@@ -95,13 +106,32 @@ _MAPPABLE_HOW = (
 )
 
 
-def open_memmap(store: str | os.PathLike[str], name: str | None = None) -> np.memmap:
+def open_memmap(
+    store: str | os.PathLike[str],
+    name: str | None = None,
+    *,
+    dtype: Any = None,
+    shape: Any = None,
+    verify: bool = False,
+) -> np.memmap:
     """The array `name` as a read-only np.memmap of the store's own bytes (no copy).
 
     Only uncompressed single-extent layouts can be mapped; anything else raises StoreError
-    saying which conversion options make a store mappable.
+    saying which conversion options make a store mappable. `store` may also be a ZIP or .npz:
+    a stored member is mapped straight from the archive (.npy members through their header,
+    raw ones through `dtype` and `shape`, default <f4 and (-1, 4)); `verify=True` then checks
+    the member's CRC32 first (one read of its bytes).
     """
     path = os.path.abspath(os.fspath(store))
+    from .archive_memmap import archive_memmap, is_archive
+
+    if is_archive(path):
+        return archive_memmap(path, name, dtype, shape, verify)
+    if dtype is not None or shape is not None or verify:
+        raise StoreError(
+            f"{path}: dtype=, shape= and verify= apply to ZIP/.npz members; a store knows its "
+            "own (zconvert.verify checks a store)"
+        )
     fmt = store_format(path)
     name = _pick(path, name)
     if fmt == "zarr":
@@ -147,28 +177,46 @@ def open_memmap(store: str | os.PathLike[str], name: str | None = None) -> np.me
 
 @dataclass(frozen=True, slots=True)
 class StoreRef:
-    """A picklable handle on one array of a store: its path and name, never its data.
+    """A picklable handle on one array of a store, or one member of a ZIP/.npz: its path and
+    name (and, for a raw archive member, dtype and shape), never its data.
 
     Hand these to worker processes; each reopens the store there, read-only.
     """
 
     store: str
     name: str | None = None
+    dtype: str | None = None  # raw archive members only
+    shape: tuple[int, ...] | None = None  # raw archive members only
 
-    def __init__(self, store: str | os.PathLike[str], name: str | None = None) -> None:
+    def __init__(
+        self,
+        store: str | os.PathLike[str],
+        name: str | None = None,
+        dtype: Any = None,
+        shape: Any = None,
+    ) -> None:
         object.__setattr__(self, "store", os.path.abspath(os.fspath(store)))
         object.__setattr__(self, "name", name)
+        object.__setattr__(self, "dtype", None if dtype is None else np.dtype(dtype).str)
+        object.__setattr__(self, "shape", None if shape is None else tuple(shape))
 
-    def __reduce__(self) -> tuple[Any, tuple[str, str | None]]:
-        return (StoreRef, (self.store, self.name))  # the smallest pickle: class and two strings
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        if self.dtype is None and self.shape is None:  # the smallest pickle: two strings
+            return (StoreRef, (self.store, self.name))
+        return (StoreRef, (self.store, self.name, self.dtype, self.shape))
 
     def open(self) -> Any:
-        """The array lazily: a zarr.Array or an h5py.Dataset (close its .file when done)."""
+        """The array lazily: a zarr.Array or an h5py.Dataset (close its .file when done); an
+        archive member as a read-only np.memmap."""
+        if self.dtype is not None or self.shape is not None:
+            return self.memmap()
         return open(self.store, self.name)
 
-    def memmap(self) -> np.memmap:
-        """The array as a read-only np.memmap (uncompressed layouts only)."""
-        return open_memmap(self.store, self.name)
+    def memmap(self, verify: bool = False) -> np.memmap:
+        """The array as a read-only np.memmap (uncompressed layouts and stored members only)."""
+        if self.dtype is None and self.shape is None and not verify:
+            return open_memmap(self.store, self.name)
+        return open_memmap(self.store, self.name, dtype=self.dtype, shape=self.shape, verify=verify)
 
     def read(self, selection: Any = ...) -> np.ndarray:
         """A numpy copy of `selection` of the array (the whole array by default)."""

@@ -18,6 +18,16 @@ def default_chunk_rows(row_bytes: int) -> int:
 
 
 @dataclass(frozen=True)
+class MemberRule:
+    """YAML `members:` entry: members whose path matches `match` have this dtype and shape
+    (None: the run's). The first matching rule wins."""
+
+    match: str
+    dtype: str | None = None
+    shape: tuple[int, ...] | None = None
+
+
+@dataclass(frozen=True)
 class ConvertOptions:
     """How every archive of a run is converted (shared by all its tasks)."""
 
@@ -37,6 +47,9 @@ class ConvertOptions:
     parallel_inflate: bool | None = None  # None: auto (see parallel_inflate.threads_for)
     inflate_threads: int = 1  # set by the run from parallel_inflate: spare cores per task
     debug: bool = False
+    include: tuple[str, ...] = ()  # member globs to convert (none given: every data member)
+    exclude: tuple[str, ...] = ()  # member globs to skip
+    members: tuple[MemberRule, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -68,6 +81,14 @@ class ArrayRecord:
 
 
 @dataclass(frozen=True)
+class SkippedMember:
+    """A member not converted on purpose (operating-system metadata, --include/--exclude)."""
+
+    member: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class Result:
     """What a worker returns for one task: a few hundred bytes, never array data."""
 
@@ -84,6 +105,7 @@ class Result:
     seconds: float = 0.0
     pid: int = 0
     peak_rss: int = 0  # the worker process's peak resident memory so far (VmHWM), bytes
+    skipped_members: tuple[SkippedMember, ...] = ()
     traceback: str | None = field(default=None, repr=False)
 
     @property
@@ -93,6 +115,7 @@ class Result:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["arrays"] = [asdict(a) for a in self.arrays]
+        d["skipped_members"] = [asdict(s) for s in self.skipped_members]
         return d
 
     @classmethod
@@ -109,5 +132,8 @@ class Result:
             )
             for a in d.pop("arrays", ())
         )
+        skipped = tuple(SkippedMember(**s) for s in d.pop("skipped_members", None) or ())
         known = {f for f in cls.__dataclass_fields__}
-        return cls(arrays=arrays, **{k: v for k, v in d.items() if k in known})
+        return cls(
+            arrays=arrays, skipped_members=skipped, **{k: v for k, v in d.items() if k in known}
+        )

@@ -18,8 +18,9 @@ from typing import Any
 import numpy as np
 
 from .errors import ArchiveError
-from .members import list_members
-from .records import ArrayRecord, ConvertOptions, Result, Task
+from .member_layout import raw_dtype_shape
+from .members import select_members
+from .records import ArrayRecord, ConvertOptions, Result, SkippedMember, Task
 
 OPTIONS_ATTR = "zconvert_options"
 
@@ -37,6 +38,16 @@ def options_fingerprint(options: ConvertOptions) -> str:
         fp["zarr_format"] = options.zarr_format
     if options.shard_rows is not None:  # absent when unset: unsharded stores stay current
         fp["shard_rows"] = options.shard_rows
+    # Absent when unset too, so that stores written before member selection stay current.
+    if options.include:
+        fp["include"] = list(options.include)
+    if options.exclude:
+        fp["exclude"] = list(options.exclude)
+    if options.members:
+        fp["members"] = [
+            {"match": r.match, "dtype": r.dtype, "shape": list(r.shape) if r.shape else None}
+            for r in options.members
+        ]
     return json.dumps(fp, sort_keys=True)
 
 
@@ -112,51 +123,60 @@ def _zarr_format_of(store: str) -> int | None:
     return None
 
 
-def current_arrays(task: Task) -> tuple[str | None, list[ArrayRecord]]:
-    """(None, the store's arrays) if the store is current, else (why not, [])."""
+def current_arrays(
+    task: Task,
+) -> tuple[str | None, list[ArrayRecord], tuple[SkippedMember, ...]]:
+    """(None, the store's arrays, the members skipped) if the store is current, else
+    (why not, [], ())."""
     store, options = task.store, task.options
     if not os.path.lexists(store):
-        return "no store at the final path", []
+        return "no store at the final path", [], ()
     try:
         stat = os.stat(task.archive)
     except OSError as exc:
-        return f"cannot stat the archive ({exc.strerror})", []
+        return f"cannot stat the archive ({exc.strerror})", [], ()
     try:
         root, arrays = read_store_metadata(store)
     except Exception as exc:
-        return f"the store cannot be read ({type(exc).__name__}: {exc})", []
+        return f"the store cannot be read ({type(exc).__name__}: {exc})", [], ()
     if options.format == "zarr" and _zarr_format_of(store) != options.zarr_format:
-        return "the store has another Zarr format", []
+        return "the store has another Zarr format", [], ()
     if root.get(OPTIONS_ATTR) != options_fingerprint(options):
         return (
             "the store was written with other options (format, dtype, shape, chunks, shards, codec)",
             [],
+            (),
         )
     if root.get("source_size") != stat.st_size:
-        return "the archive's size changed", []
+        return "the archive's size changed", [], ()
     if root.get("source_mtime_ns") != stat.st_mtime_ns:
-        return "the archive's modification time changed", []
+        return "the archive's modification time changed", [], ()
     try:
         with zipfile.ZipFile(task.archive) as zf:
-            members = list_members(task.archive, zf)
+            members, skipped = select_members(task.archive, zf, options.include, options.exclude)
     except ArchiveError as exc:
-        return exc.reason, []
+        return exc.reason, [], ()
     except Exception as exc:
-        return f"the archive cannot be read ({type(exc).__name__}: {exc})", []
+        return f"the archive cannot be read ({type(exc).__name__}: {exc})", [], ()
     by_name = {a.name: a for a in arrays}
     if sorted(by_name) != sorted(m.array_name for m in members):
-        return "the store's arrays differ from the archive's members", []
-    dtype = np.dtype(options.dtype)
+        return "the store's arrays differ from the archive's members", [], ()
     records = []
     for m in members:
         a = by_name[m.array_name]
         recorded = (a.attrs.get("member"), a.attrs.get("crc32"), a.attrs.get("nbytes"))
         if recorded != (m.name, m.crc32, m.file_size):
-            return f"{m.name}: CRC32 or size differs from what the store records", []
-        if a.dtype != dtype.str or a.shape[1:] != tuple(options.shape[1:]):
-            return f"{m.name}: the stored dtype or shape differs from the options", []
-        if a.shape[0] * dtype.itemsize * int(np.prod(a.shape[1:])) != m.file_size:
-            return f"{m.name}: the stored array does not hold the member's size", []
+            return f"{m.name}: CRC32 or size differs from what the store records", [], ()
+        member_format = a.attrs.get("member_format")
+        if member_format is None and m.name.lower().endswith(".npy"):
+            return f"{m.name}: stored by a zconvert that did not read .npy headers", [], ()
+        if member_format != "npy":  # a .npy member's layout is its header's: same CRC, same
+            dtype_str, shape = raw_dtype_shape(m.name, options)
+            dtype = np.dtype(dtype_str)
+            if a.dtype != dtype.str or a.shape[1:] != tuple(shape[1:]):
+                return f"{m.name}: the stored dtype or shape differs from the options", [], ()
+            if a.shape[0] * dtype.itemsize * int(np.prod(a.shape[1:])) != m.file_size:
+                return f"{m.name}: the stored array does not hold the member's size", [], ()
         records.append(
             ArrayRecord(
                 name=a.name,
@@ -171,7 +191,7 @@ def current_arrays(task: Task) -> tuple[str | None, list[ArrayRecord]]:
                 shards=a.shards,
             )
         )
-    return None, records
+    return None, records, tuple(skipped)
 
 
 def store_is_current(task: Task) -> str | None:
@@ -183,7 +203,7 @@ def convert_unless_current(task: Task) -> Result:
     """The worker function of a resumed run: skip a current store, convert anything else."""
     from .worker import convert_task
 
-    reason, records = current_arrays(task)
+    reason, records, skipped = current_arrays(task)
     if reason is not None:
         return convert_task(task)
     return Result(
@@ -193,5 +213,6 @@ def convert_unless_current(task: Task) -> Result:
         status="skipped",
         format=task.options.format,
         arrays=tuple(records),  # kept in the manifest; bytes stay 0: this run moved none
+        skipped_members=skipped,
         pid=os.getpid(),
     )

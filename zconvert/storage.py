@@ -14,6 +14,8 @@ from typing import Any, BinaryIO
 
 from .errors import ConfigError
 
+# What a folder (or a URL prefix) is searched for; an archive named explicitly may have any name.
+ARCHIVE_SUFFIXES = (".zip", ".npz")
 # "s3://..." but not "C:\..." (one-letter schemes are Windows drive letters).
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]+://")
 _GLOB_CHARS = "*?["
@@ -59,7 +61,7 @@ def full_url(fs: Any, path: str) -> str:
 def discover(url: str, storage_options: Mapping[str, Any] | None = None) -> list[tuple[str, str]]:
     """(archive URL, path below the input root) pairs for one input URL, sorted.
 
-    A URL ending in '/' or naming a prefix is searched recursively for *.zip; a glob
+    A URL ending in '/' or naming a prefix is searched recursively for ARCHIVE_SUFFIXES; a glob
     ('s3://b/p/*.zip') is expanded, its root being the folder before the first wildcard; any
     other URL names one archive.
     """
@@ -70,15 +72,15 @@ def discover(url: str, storage_options: Mapping[str, Any] | None = None) -> list
         first = min(stripped.index(c) for c in _GLOB_CHARS if c in stripped)
         root = stripped[:first].rsplit("/", 1)[0]
         for path in sorted(fs.glob(stripped)):
-            if path.lower().endswith(".zip") and fs.isfile(path):
+            if path.lower().endswith(ARCHIVE_SUFFIXES) and fs.isfile(path):
                 found.append((full_url(fs, path), posixpath.relpath(path, root)))
         if not found:
-            raise ConfigError("inputs", f"{url} matches no .zip archive")
+            raise ConfigError("inputs", f"{url} matches no .zip or .npz archive")
         return found
     root = stripped.rstrip("/")
     if url.endswith("/") or fs.isdir(root):
         for path in sorted(fs.find(root)):
-            if path.lower().endswith(".zip"):
+            if path.lower().endswith(ARCHIVE_SUFFIXES):
                 found.append((full_url(fs, path), posixpath.relpath(path, root)))
         if not found and not fs.exists(root):
             raise ConfigError("inputs", f"{url} does not exist")

@@ -8,6 +8,7 @@ archives are re-inflated and checked against their own central directory and the
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from collections.abc import Iterable
@@ -21,7 +22,7 @@ from .inflate import crc32
 from .manifest import manifest_path, read_results
 from .members import list_members, open_archive
 from .records import ArrayRecord
-from .resume import StoredArray, read_store_metadata
+from .resume import OPTIONS_ATTR, StoredArray, read_store_metadata
 
 SLAB_BYTES = 8 << 20
 
@@ -112,7 +113,7 @@ def _check_array(store: str, array: StoredArray) -> str | None:
     if "crc32" not in attrs or "nbytes" not in attrs or "dtype" not in attrs:
         return "no crc32/nbytes/dtype attributes (not written by zconvert?)"
     dtype = np.dtype(attrs["dtype"])
-    nbytes = math.prod(array.shape) * dtype.itemsize
+    nbytes = len(_npy_header(array)) + math.prod(array.shape) * dtype.itemsize
     if nbytes != attrs["nbytes"]:
         return f"holds {nbytes} bytes but the source member had {attrs['nbytes']}"
     try:
@@ -124,19 +125,32 @@ def _check_array(store: str, array: StoredArray) -> str | None:
     return None
 
 
+def _npy_header(array: StoredArray) -> bytes:
+    """The .npy header a member began with (empty for a raw member): part of its CRC32."""
+    return bytes.fromhex(array.attrs.get("npy_header_hex") or "")
+
+
 def _array_crc32(store: str, array: StoredArray, dtype: np.dtype) -> int:
+    """The CRC32 of the member the array came from: its .npy header, if it had one, then its
+    data in the member's byte order (a Fortran array's column by column)."""
     from .readers import open as open_array
 
     handle = open_array(store, array.name)
     try:
-        rows = array.shape[0]
-        row_bytes = dtype.itemsize * math.prod(array.shape[1:])
-        chunk_rows = max(1, array.chunks[0] if array.chunks else 1)
+        crc = crc32(_npy_header(array), 0)
+        if not array.shape:
+            return crc32(memoryview(np.ascontiguousarray(handle[()], dtype=dtype)).cast("B"), crc)
+        fortran = bool(array.attrs.get("fortran_order")) and len(array.shape) > 1
+        axis = len(array.shape) - 1 if fortran else 0
+        rows = array.shape[axis]
+        row_bytes = dtype.itemsize * math.prod(array.shape) // max(rows, 1)
+        chunk_rows = max(1, array.chunks[axis] if array.chunks else 1)
         # Whole chunks per read: a compressed chunk is decoded once, never twice.
         step = chunk_rows * max(1, SLAB_BYTES // max(1, chunk_rows * row_bytes))
-        crc = 0
+        lead = (slice(None),) * axis
         for start in range(0, rows, step):
-            block = np.ascontiguousarray(handle[start : start + step], dtype=dtype)
+            block = np.asarray(handle[(*lead, slice(start, start + step))], dtype=dtype)
+            block = np.ascontiguousarray(block.T if fortran else block)
             crc = crc32(memoryview(block).cast("B"), crc)
         return crc
     finally:
@@ -147,6 +161,15 @@ def _close(handle: Any) -> None:
     file = getattr(handle, "file", None)  # an h5py.Dataset keeps its File open
     if file is not None and hasattr(file, "close"):
         file.close()
+
+
+def _selection(root: dict[str, Any]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The include and exclude globs the store was converted with (in its options record)."""
+    try:
+        options = json.loads(root.get(OPTIONS_ATTR) or "{}")
+    except (TypeError, ValueError):
+        options = {}
+    return tuple(options.get("include", ())), tuple(options.get("exclude", ()))
 
 
 def _check_sources(store: str, root: dict[str, Any], by_name: dict[str, StoredArray]) -> list[str]:
@@ -160,7 +183,8 @@ def _check_sources(store: str, root: dict[str, Any], by_name: dict[str, StoredAr
         return [f"{store}: source {exc}"]
     with fileobj, zf:
         try:
-            members = list_members(archive, zf)
+            selection = _selection(root)
+            members = list_members(archive, zf, *selection)
         except ArchiveError as exc:
             return [f"{store}: source {exc}"]
         buffer = memoryview(bytearray(SLAB_BYTES))

@@ -21,9 +21,10 @@ from ._version import __version__
 from .archive import MemberReader
 from .directio import slab_buffers
 from .errors import ArchiveError
-from .members import Member, check_member, list_members, open_archive
+from .member_layout import MemberLayout, layout_for
+from .members import Member, check_member, open_archive, select_members
 from .parallel_inflate import threads_for
-from .records import ArrayRecord, ConvertOptions, Result, Task, default_chunk_rows
+from .records import ArrayRecord, Result, SkippedMember, Task, default_chunk_rows
 from .resume import OPTIONS_ATTR, options_fingerprint
 from .sinks import ArraySpec, open_sink
 from .slabs import SlabPipeline
@@ -47,57 +48,41 @@ def init_process() -> None:
         sys.modules["zarr"].config.set({"threading.max_workers": 1})
 
 
-def record_layout(options: ConvertOptions) -> tuple[np.dtype, tuple[int, ...], int]:
-    """dtype, the shape of one row (all dims after the first) and the bytes of one row."""
-    dtype = np.dtype(options.dtype)
-    row_shape = tuple(options.shape[1:])
-    return dtype, row_shape, dtype.itemsize * math.prod(row_shape)
-
-
-def array_shape(archive: str, member: Member, options: ConvertOptions) -> tuple[int, ...]:
-    """The member's array shape; a size that does not fit dtype and shape is refused."""
-    dtype, row_shape, row_bytes = record_layout(options)
-    declared = f"--shape {','.join(map(str, options.shape))} --dtype {dtype.str}"
-    if member.file_size % row_bytes:
-        raise ArchiveError(
-            archive,
-            member.name,
-            f"size {member.file_size} bytes is not a multiple of the record size {row_bytes} "
-            f"({declared}); check --dtype and --shape",
-        )
-    rows = member.file_size // row_bytes
-    if options.shape[0] != -1 and rows != options.shape[0]:
-        raise ArchiveError(
-            archive,
-            member.name,
-            f"size {member.file_size} bytes holds {rows} rows, not the {options.shape[0]} of {declared}",
-        )
-    return (rows, *row_shape)
-
-
 def dimension_names(members: list[Member], shapes: list[tuple[int, ...]]) -> list[tuple[str, ...]]:
-    """xarray-friendly names: a shared 'row' when all arrays have the same length, otherwise
-    one row dimension per array (xarray rejects one name with two lengths)."""
-    shared = len({s[0] for s in shapes}) == 1
+    """xarray-friendly names: 'row' for the first axis, 'column' for a 2-D array's second,
+    'dim_N' beyond. A name is shared by every array while they agree on its length; where
+    they differ, each array gets its own ('a_row'), as xarray rejects one name with two."""
+
+    def base(shape: tuple[int, ...], axis: int) -> str:
+        if axis == 0:
+            return "row"
+        return "column" if len(shape) == 2 else f"dim_{axis}"
+
+    lengths: dict[str, set[int]] = {}
+    for shape in shapes:
+        for axis, n in enumerate(shape):
+            lengths.setdefault(base(shape, axis), set()).add(n)
     names = []
     for member, shape in zip(members, shapes, strict=True):
-        row = "row" if shared else f"{member.array_name.replace('/', '_')}_row"
-        rest = ("column",) if len(shape) == 2 else tuple(f"dim_{i}" for i in range(1, len(shape)))
-        names.append((row, *rest))
+        prefix = member.array_name.replace("/", "_")
+        names.append(
+            tuple(
+                name if len(lengths[name]) == 1 else f"{prefix}_{name}"
+                for name in (base(shape, axis) for axis in range(len(shape)))
+            )
+        )
     return names
 
 
-def _convert(task: Task) -> tuple[list[ArrayRecord], int, int]:
+def _convert(task: Task) -> tuple[list[ArrayRecord], list[SkippedMember], int, int]:
     options = task.options
-    dtype, row_shape, row_bytes = record_layout(options)
-    chunk_rows = options.chunk_rows or default_chunk_rows(row_bytes)
     fileobj, zf = open_archive(task.archive, _open_remote(task))
     with fileobj, zf:
-        members = list_members(task.archive, zf)
+        members, skipped = select_members(task.archive, zf, options.include, options.exclude)
         for member in members:
             check_member(task.archive, member, options.max_ratio, options.max_member_bytes)
-        shapes = [array_shape(task.archive, m, options) for m in members]
-        dims = dimension_names(members, shapes)
+        layouts = [layout_for(task.archive, fileobj, zf, m, options) for m in members]
+        dims = dimension_names(members, [layout.shape for layout in layouts])
         source_size, source_mtime_ns = _source_stat(task)
         sink = open_sink(
             task.store,
@@ -112,28 +97,17 @@ def _convert(task: Task) -> tuple[list[ArrayRecord], int, int]:
             storage_options=task.storage_options,
         )
         try:
-            # Slabs are whole shards where there are shards: the sink writes one at a time.
-            grid_rows = options.shard_rows or chunk_rows
-            slab_units = max(1, options.slab_bytes // (grid_rows * row_bytes))
-            slab_rows_max = grid_rows * slab_units
-            longest = max(s[0] for s in shapes)
-            buffer_rows = min(slab_rows_max, max(longest, 1))
-            # Page-aligned, so the sinks can hand slabs to O_DIRECT writes without a copy.
-            buffers = slab_buffers(buffer_rows, row_shape, dtype)
-            records = []
-            for member, shape, dim_names in zip(members, shapes, dims, strict=True):
-                records.append(
-                    _copy_member(
-                        task, fileobj, zf, member, shape, dim_names, chunk_rows, buffers, sink
-                    )
-                )
+            records = [
+                _copy_member(task, fileobj, zf, member, layout, dim_names, sink)
+                for member, layout, dim_names in zip(members, layouts, dims, strict=True)
+            ]
             sink.commit()
         except BaseException:
             sink.abort()
             raise
     bytes_in = sum(m.compress_size for m in members)
     bytes_out = sum(m.file_size for m in members)
-    return records, bytes_in, bytes_out
+    return records, skipped, bytes_in, bytes_out
 
 
 def _open_remote(task: Task) -> Any:
@@ -162,48 +136,66 @@ def _copy_member(
     fileobj: Any,
     zf: Any,
     member: Member,
-    shape: tuple[int, ...],
+    layout: MemberLayout,
     dim_names: tuple[str, ...],
-    chunk_rows: int,
-    buffers: list[np.ndarray],
     sink: Any,
 ) -> ArrayRecord:
+    """Stream one member into a new array of the sink. The member's bytes are read as the
+    C-order array `stream_shape` (a Fortran array's transpose), cut into slabs of whole
+    chunks along its first axis; each slab reaches the sink in the array's own axis order."""
     options = task.options
-    rows = shape[0]
-    chunks = (max(1, min(chunk_rows, rows)), *shape[1:])
+    dtype = np.dtype(layout.dtype)
+    stream = layout.stream_shape
+    rows, row_shape = stream[0], stream[1:]
+    row_bytes = dtype.itemsize * math.prod(row_shape)
+    chunk_rows = options.chunk_rows or default_chunk_rows(row_bytes)
+    chunks = (max(1, min(chunk_rows, rows)), *row_shape)
     if options.contiguous:  # one chunk for the whole array; slabs still stream in pieces
-        chunks = (max(1, rows), *shape[1:])
+        chunks = (max(1, rows), *row_shape)
     inner_chunks = None
-    if options.shard_rows:  # the store's grid is shards; chunks live inside them
+    if options.shard_rows and layout.shape:  # the grid is shards; chunks live inside them
         inner_chunks = chunks
-        chunks = (shard_rows(options.shard_rows, chunks[0], rows), *shape[1:])
+        chunks = (shard_rows(options.shard_rows, chunks[0], rows), *row_shape)
+    in_array_order = _array_order(layout)
     handle = sink.add_array(
         ArraySpec(
             name=member.array_name,
-            shape=shape,
-            dtype=np.dtype(options.dtype).str,
-            chunks=chunks,
+            shape=layout.shape,
+            dtype=dtype.str,
+            chunks=in_array_order(chunks),
             dimension_names=dim_names,
             attributes={
                 "source_archive": task.archive,
                 "member": member.name,
+                "member_format": "npy" if layout.npy else "raw",
+                **_npy_attributes(layout),
                 "crc32": member.crc32,
                 "nbytes": member.file_size,
-                "dtype": np.dtype(options.dtype).str,
+                "dtype": dtype.str,
                 "zconvert_version": __version__,
             },
-            inner_chunks=inner_chunks,
+            inner_chunks=in_array_order(inner_chunks) if inner_chunks else None,
+            axis=layout.axis,
         )
     )
+    # Slabs are whole shards where there are shards: the sink writes one at a time. A
+    # contiguous array's one chunk is still written a slab of chunk_rows at a time.
+    grid_rows = options.shard_rows or chunk_rows
+    slab_units = max(1, options.slab_bytes // (grid_rows * row_bytes))
+    # Page-aligned, so the sinks can hand slabs to O_DIRECT writes without a copy.
+    buffers = slab_buffers(min(grid_rows * slab_units, max(rows, 1)), row_shape, dtype)
     # A slab is a whole number of chunks (shards), so no chunk is ever written twice.
     longest = len(buffers[0])
     slab_rows = (longest // chunks[0]) * chunks[0] if longest >= chunks[0] else longest
-    row_bytes = buffers[0].itemsize * math.prod(shape[1:])
     step = piece_rows(chunks[0], slab_rows, row_bytes, sink.partial_writes(handle))
     threads = threads_for(member.compress_size, options.inflate_threads, options.parallel_inflate)
     reader = MemberReader(task.archive, fileobj, zf, member, threads)
     try:
-        with SlabPipeline(lambda row, piece: sink.write_slab(handle, row, piece), buffers) as pipe:
+        if layout.data_offset:  # the .npy header: counted in the CRC32, not array data
+            reader.readinto(memoryview(bytearray(layout.data_offset)))
+        with SlabPipeline(
+            lambda row, piece: sink.write_slab(handle, row, in_array_order(piece)), buffers
+        ) as pipe:
             row = 0
             ended = False
             while not ended:
@@ -235,15 +227,34 @@ def _copy_member(
     return ArrayRecord(
         name=member.array_name,
         member=member.name,
-        shape=shape,
-        dtype=np.dtype(options.dtype).str,
-        chunks=inner_chunks or chunks,  # as zarr reports them: the chunks inside shards
+        shape=layout.shape,
+        dtype=dtype.str,
+        # as zarr reports them: the chunks inside shards
+        chunks=in_array_order(inner_chunks or chunks),
         codec=options.codec,
         crc32=member.crc32,
         nbytes=member.file_size,
         stored_bytes=stored,
-        shards=chunks if inner_chunks else None,
+        shards=in_array_order(chunks) if inner_chunks else None,
     )
+
+
+def _npy_attributes(layout: MemberLayout) -> dict[str, Any]:
+    """A .npy member's header (its CRC32 covers it, so verify needs it) and its order."""
+    if not layout.npy:
+        return {}
+    # Hex: the header holds NUL bytes, which HDF5 string attributes cannot.
+    return {"npy_header_hex": layout.npy_header.hex(), "fortran_order": layout.fortran_order}
+
+
+def _array_order(layout: MemberLayout) -> Any:
+    """Shapes and slabs from the member's byte order to the array's: reversed (transposed) for
+    a Fortran array, none for a 0-d one; unchanged otherwise."""
+    if not layout.shape:
+        return lambda x: () if isinstance(x, tuple) else x.reshape(())
+    if layout.axis:
+        return lambda x: tuple(reversed(x)) if isinstance(x, tuple) else x.T
+    return lambda x: x
 
 
 def shard_rows(configured: int, chunk_rows: int, rows: int) -> int:
@@ -293,7 +304,7 @@ def convert_task(task: Task) -> Result:
         "pid": os.getpid(),
     }
     try:
-        records, bytes_in, bytes_out = _convert(task)
+        records, skipped, bytes_in, bytes_out = _convert(task)
     except ArchiveError as exc:
         return Result(
             **base,
@@ -315,6 +326,7 @@ def convert_task(task: Task) -> Result:
         **base,
         status="converted",
         arrays=tuple(records),
+        skipped_members=tuple(skipped),
         bytes_in=bytes_in,
         bytes_out=bytes_out,
         seconds=time.perf_counter() - start,

@@ -153,6 +153,7 @@ def inspect_store(store: str | os.PathLike[str]) -> dict[str, Any]:
         "source_archive": _plain(attrs.get("source_archive")),
         "zconvert_version": _plain(attrs.get("zconvert_version")),
         "arrays": arrays,
+        "skipped_members": [str(_plain(m)) for m in attrs.get("skipped_members", [])],
     }
 
 
@@ -185,6 +186,7 @@ def inspect_output(out: str | os.PathLike[str]) -> dict[str, Any]:
                 "ratio": round(nbytes / stored, 3) if stored else None,
                 "error": entry.get("error"),
                 "member": entry.get("member"),
+                "skipped_members": entry.get("skipped_members", []),
             }
         )
     statuses = ("converted", "skipped", "failed", "missing")
@@ -247,6 +249,7 @@ def store_lines(info: dict[str, Any]) -> list[str]:
     ]
     header = ["array", "shape", "dtype", "chunks", "codec", "stored", "ratio", "member", "crc32"]
     lines.extend("  " + line for line in _table(header, rows))
+    lines.extend(f"  skipped member {m}" for m in info.get("skipped_members", []))
     return lines
 
 
@@ -279,5 +282,10 @@ def output_lines(info: dict[str, Any]) -> list[str]:
                 f"{human_bytes(s['stored_bytes'])} (ratio {ratio_s})"
             )
         rows.append([s["relpath"], s["status"], detail])
+        # Not converted on purpose (metadata, --include/--exclude): shown, never silent.
+        rows.extend(
+            ["", "", f"skipped member {m['member']}: {m['reason']}"]
+            for m in s.get("skipped_members") or []
+        )
     lines.extend("  " + line for line in _table(["store", "status", "detail"], rows))
     return lines

@@ -83,7 +83,7 @@ def raw_shape(
             archive,
             member.name,
             f"size {member.file_size} bytes is not a multiple of the record size {row_bytes} "
-            f"({declared}); check --dtype and --shape",
+            f"({declared}); check --dtype and --shape, or skip it with --exclude",
         )
     rows = member.file_size // row_bytes
     if shape[0] != -1 and rows != shape[0]:

@@ -93,6 +93,12 @@ def _convert(task: Task) -> tuple[list[ArrayRecord], list[SkippedMember], int, i
                 "source_size": source_size,
                 "source_mtime_ns": source_mtime_ns,
                 OPTIONS_ATTR: options_fingerprint(options),  # what resume compares
+                # Listed where the arrays are, so that nothing leaves an archive unseen.
+                **(
+                    {"skipped_members": [f"{s.member}: {s.reason}" for s in skipped]}
+                    if skipped
+                    else {}
+                ),
             },
             storage_options=task.storage_options,
         )

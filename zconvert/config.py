@@ -141,6 +141,9 @@ def _parse_member_rules(value: Any, source: str | None) -> tuple[MemberRule, ...
     rules = []
     for i, entry in enumerate(value):
         key = f"members[{i}]"
+        if isinstance(entry, MemberRule):  # validated already (a merged run is checked twice)
+            rules.append(entry)
+            continue
         if not isinstance(entry, Mapping):
             raise ConfigError(key, f"{entry!r} is not a mapping like {{match: '*.bin'}}", source)
         unknown = sorted(str(k) for k in entry if k not in _RULE_KEYS)

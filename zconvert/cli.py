@@ -32,6 +32,8 @@ def _print_json(document: Any) -> None:
 
 def _config_from(args: argparse.Namespace) -> Any:
     from .config import build_config
+    from .configdoc import flag_for
+    from .errors import ConfigError
 
     local = ("command", "config", "verbose", "debug", "log_file", "json", "dry_run", "quiet")
     overrides = {k: v for k, v in vars(args).items() if k not in local}
@@ -39,7 +41,12 @@ def _config_from(args: argparse.Namespace) -> Any:
         del overrides["inputs"]
     if args.debug:
         overrides["debug"] = True
-    config = build_config(args.config, **overrides)
+    try:
+        config = build_config(args.config, **overrides)
+    except ConfigError as exc:
+        if exc.source is None and exc.key in overrides:  # a flag's value: name the flag
+            raise ConfigError(exc.key, exc.reason, name=flag_for(exc.key)) from None
+        raise
     log.debug("config: %s", config)
     return config
 
@@ -169,10 +176,27 @@ def configure_process() -> None:
         os.environ.setdefault(name, "1")
 
 
+def _negative_values_attached(argv: list[str]) -> list[str]:
+    """`--shape -1,3` as `--shape=-1,3`: argparse takes a value starting with '-' for a flag
+    unless it is a plain negative number."""
+    fixed: list[str] = []
+    for arg in argv:
+        if fixed and fixed[-1] in VALUE_MAY_START_WITH_DASH and arg.startswith("-"):
+            fixed[-1] = f"{fixed[-1]}={arg}"
+        else:
+            fixed.append(arg)
+    return fixed
+
+
+VALUE_MAY_START_WITH_DASH = ("--shape",)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     configure_process()
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(
+        _negative_values_attached(list(sys.argv[1:] if argv is None else argv))
+    )
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE

@@ -123,7 +123,9 @@ def _add_convert_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--dtype", default=S, help="numpy dtype of the blobs (default <f4)")
     p.add_argument(
-        "--shape", default=S, help="shape of each member, -1 first = inferred (default -1,4)"
+        "--shape",
+        default=S,
+        help="shape of each raw member: -1,4 or 1000x4; -1 first = rows inferred (default -1,4)",
     )
     p.add_argument(
         "--include",

@@ -272,9 +272,21 @@ class RunConfig:
     def from_mapping(cls, values: Mapping[str, Any], source: str | None = None) -> RunConfig:
         """Validate `values` (YAML keys); unknown keys and bad values raise ConfigError."""
         clean = _validated(values, source)
-        for required in ("inputs", "output"):
-            if required not in clean:
-                raise ConfigError(required, "is required (as a flag or a YAML key)", source)
+        if "inputs" not in clean:
+            raise ConfigError(
+                "inputs",
+                "no archives or folders given: zconvert convert DATA... -o OUT "
+                "(or inputs: in a YAML run file)",
+                source,
+                name="",
+            )
+        if "output" not in clean:
+            raise ConfigError(
+                "output",
+                "no output folder given: add -o OUT (or output: in a YAML run file)",
+                source,
+                name="",
+            )
         if clean.get("scheduler") and clean.get("executor", "auto") != "dask":
             raise ConfigError(
                 "scheduler", "is only used by the dask executor; add --executor dask", source

@@ -1,13 +1,13 @@
 """`zconvert plan` and `convert --dry-run`: what a run would do, and why, writing nothing.
 
-Each archive's central directory is read (never its data) and put through the same checks a
-worker makes before inflating: names, encryption, method, size and ratio limits, and whether
+Each archive's central directory and its members' first bytes (.npy headers) are read and put
+through the same checks a worker makes before inflating: names, encryption, method, size and ratio limits, and whether
 the declared size fits --dtype and --shape. No folder, store or manifest is created.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from .config import RunConfig
 from .errors import ArchiveError
@@ -35,11 +35,12 @@ class PlannedTask:
         return asdict(self)
 
 
-def _skip_reason(task: Task) -> str | None:
-    """Why this task's store need not be rebuilt (it is complete and up to date), or None."""
+def _redo_reason(task: Task) -> str | None:
+    """Why this task's store must be (re)built ("store missing", "options changed: codec",
+    "archive modified (...)"), or None when it is complete and up to date."""
     from .resume import store_is_current
 
-    return "complete and up to date" if store_is_current(task) is None else None
+    return store_is_current(task)
 
 
 def preflight(task: Task) -> PlannedTask:
@@ -69,19 +70,22 @@ def plan_run(config: RunConfig) -> list[PlannedTask]:
     """Every archive of the run with what would happen to it; writes nothing."""
     planned = []
     for task in plan_tasks(config):
-        reason = None if config.overwrite else _skip_reason(task)
-        if reason is not None:
+        reason = "--overwrite" if config.overwrite else _redo_reason(task)
+        if reason is None:
             planned.append(
                 PlannedTask(
                     archive=task.archive,
                     store=task.store,
                     relpath=task.relpath,
                     action="skip",
-                    reason=reason,
+                    reason="complete and up to date",
                 )
             )
         else:
-            planned.append(preflight(task))
+            preflighted = preflight(task)
+            if preflighted.action == "convert":
+                preflighted = replace(preflighted, reason=reason)
+            planned.append(preflighted)
     return planned
 
 
@@ -92,8 +96,9 @@ def plan_lines(planned: list[PlannedTask], output: str) -> list[str]:
     lines = []
     for p in planned:
         if p.action == "convert":
+            why = f"{p.reason}; " if p.reason else ""
             lines.append(
-                f"convert  {p.archive} -> {p.relpath}  ({p.members} member"
+                f"convert  {p.archive} -> {p.relpath}  ({why}{p.members} member"
                 f"{'s' if p.members != 1 else ''}, {human_bytes(p.bytes_out)} to inflate)"
             )
         elif p.action == "skip":

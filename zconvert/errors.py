@@ -10,12 +10,16 @@ class ZconvertError(Exception):
 class ConfigError(ZconvertError):
     """A run configuration (YAML file or flags) is invalid; raised before any work."""
 
-    def __init__(self, key: str | None, reason: str, source: str | None = None) -> None:
+    def __init__(
+        self, key: str | None, reason: str, source: str | None = None, name: str | None = None
+    ) -> None:
         self.key = key
         self.reason = reason
         self.source = source
         where = f"{source}: " if source else ""
-        what = f"{key}: " if key else ""
+        # `name`: the key as the user spelled it (a flag), or "" when the reason says it all.
+        shown = key if name is None else name
+        what = f"{shown}: " if shown else ""
         super().__init__(f"{where}{what}{reason}")
 
 

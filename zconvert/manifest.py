@@ -11,7 +11,8 @@ from dataclasses import asdict
 from typing import Any
 
 from ._version import __version__
-from .records import ConvertOptions, Result
+from .errors import ConfigError
+from .records import ConvertOptions, Result, run_chunk_rows
 from .storage import is_url, join
 
 MANIFEST_NAME = "manifest.json"
@@ -65,8 +66,44 @@ def read_manifest(
 def read_results(
     out: str | os.PathLike[str], storage_options: dict[str, Any] | None = None
 ) -> list[Result]:
-    """The manifest's stores as Result records, in manifest order."""
-    return [Result.from_dict(d) for d in read_manifest(out, storage_options).get("stores", [])]
+    """The manifest's stores of the run's layout (its options' format) as Result records, in
+    manifest order. Folders written before one folder held one layout may list stores of
+    another format too; readers follow the last run's."""
+    document = read_manifest(out, storage_options)
+    layout = (document.get("options") or {}).get("format")
+    return [
+        Result.from_dict(d)
+        for d in document.get("stores", [])
+        if layout is None or d.get("format", layout) == layout
+    ]
+
+
+def check_one_layout(
+    out: str,
+    options: ConvertOptions,
+    overwrite: bool,
+    storage_options: dict[str, Any] | None = None,
+) -> list[str]:
+    """One output folder holds one layout: a run of another format than the folder's manifest
+    is refused, unless it overwrites, when the old format's stores (paths below OUT) are
+    returned for removal."""
+    try:
+        document = read_manifest(out, storage_options)
+    except (FileNotFoundError, ValueError):
+        return []
+    entries = [e for e in document.get("stores", []) if e.get("format") != options.format]
+    if not entries:
+        return []
+    old = entries[0].get("format")
+    if not overwrite:
+        raise ConfigError(
+            "format",
+            f"{out} holds {len(entries)} {old} store(s) of an earlier run (manifest.json); one "
+            f"folder holds one layout: write {options.format} to another folder, or add "
+            f"--overwrite to replace the {old} stores",
+            name="",
+        )
+    return [e["relpath"] for e in entries if e.get("relpath") and e.get("status") != "failed"]
 
 
 def _store_exists(store: str, storage_options: dict[str, Any] | None) -> bool:
@@ -75,6 +112,20 @@ def _store_exists(store: str, storage_options: dict[str, Any] | None) -> bool:
 
         return exists(store, storage_options)
     return os.path.exists(store)
+
+
+def recorded_options(options: ConvertOptions) -> dict[str, Any]:
+    """The run's options as they took effect: defaults resolved (chunk_rows for the run's
+    dtype and shape; the decompression-bomb limit and the member size it starts at), so that
+    a manifest says what was done, not what was left unsaid."""
+    from .members import DEFAULT_MAX_RATIO, RATIO_CHECK_MIN_BYTES
+
+    document = asdict(options)
+    document["chunk_rows"] = run_chunk_rows(options)
+    if options.max_ratio is None:
+        document["max_ratio"] = DEFAULT_MAX_RATIO
+        document["max_ratio_from_bytes"] = RATIO_CHECK_MIN_BYTES
+    return document
 
 
 def write_manifest(
@@ -93,6 +144,8 @@ def write_manifest(
         for entry in read_manifest(out, storage_options).get("stores", []):
             if entry.get("relpath") in redone:
                 continue  # replaced below; no need to ask (object) storage whether it exists
+            if entry.get("format", options.format) != options.format:
+                continue  # another layout's store: replaced by this run (check_one_layout)
             if entry.get("status") == "failed" or _store_exists(
                 entry.get("store", ""), storage_options
             ):
@@ -108,7 +161,7 @@ def write_manifest(
         "zconvert_version": __version__,
         "manifest_version": MANIFEST_VERSION,
         "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "options": asdict(options),
+        "options": recorded_options(options),
         "stores": [merged[k] for k in sorted(merged)],
     }
     if is_url(path):

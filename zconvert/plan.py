@@ -94,7 +94,8 @@ def plan_tasks(config: RunConfig) -> list[Task]:
         suffixes = ", ".join(f"*{s}" for s in ARCHIVE_SUFFIXES)
         raise ConfigError(
             "inputs",
-            f"no archives ({suffixes}) found in {', '.join(config.inputs)}; "
-            "name archives with other suffixes explicitly",
+            f"no archives ({suffixes}) found in {', '.join(config.inputs)} (searched "
+            "recursively); name archives with other suffixes explicitly",
+            name="",
         )
     return tasks

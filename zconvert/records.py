@@ -52,6 +52,15 @@ class ConvertOptions:
     members: tuple[MemberRule, ...] = ()
 
 
+def run_chunk_rows(options: ConvertOptions) -> int:
+    """chunk_rows as it takes effect for the run's dtype and shape (members whose header or
+    `members:` rule gives another row size get their own default)."""
+    import numpy as np
+
+    row_bytes = np.dtype(options.dtype).itemsize * int(np.prod(options.shape[1:]))
+    return options.chunk_rows or default_chunk_rows(row_bytes)
+
+
 @dataclass(frozen=True)
 class Task:
     """Convert one archive into one store."""

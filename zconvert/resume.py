@@ -20,7 +20,7 @@ import numpy as np
 from .errors import ArchiveError
 from .member_layout import raw_dtype_shape
 from .members import select_members
-from .records import ArrayRecord, ConvertOptions, Result, SkippedMember, Task
+from .records import ArrayRecord, ConvertOptions, Result, SkippedMember, Task, run_chunk_rows
 
 OPTIONS_ATTR = "zconvert_options"
 
@@ -31,7 +31,9 @@ def options_fingerprint(options: ConvertOptions) -> str:
         "format": options.format,
         "dtype": np.dtype(options.dtype).str,
         "shape": list(options.shape),
-        "chunk_rows": options.chunk_rows,
+        # Resolved, so that the default and the same value written out are one run (a run
+        # file that says chunk_rows: 262144 and flags that leave it to the default).
+        "chunk_rows": run_chunk_rows(options),
         "codec": options.codec,
     }
     if options.format == "zarr":
@@ -49,6 +51,17 @@ def options_fingerprint(options: ConvertOptions) -> str:
             for r in options.members
         ]
     return json.dumps(fp, sort_keys=True)
+
+
+def options_changed(stored: str | None, options: ConvertOptions) -> str:
+    """Which options differ from those a store was written with: "options changed: codec"."""
+    try:
+        before = json.loads(stored or "{}")
+    except (TypeError, ValueError):
+        before = {}
+    now = json.loads(options_fingerprint(options))
+    keys = sorted(k for k in {*before, *now} if before.get(k) != now.get(k))
+    return "options changed: " + (", ".join(keys) or "unreadable record")
 
 
 @dataclass(frozen=True)
@@ -130,7 +143,7 @@ def current_arrays(
     (why not, [], ())."""
     store, options = task.store, task.options
     if not os.path.lexists(store):
-        return "no store at the final path", [], ()
+        return "store missing", [], ()
     try:
         stat = os.stat(task.archive)
     except OSError as exc:
@@ -142,15 +155,11 @@ def current_arrays(
     if options.format == "zarr" and _zarr_format_of(store) != options.zarr_format:
         return "the store has another Zarr format", [], ()
     if root.get(OPTIONS_ATTR) != options_fingerprint(options):
-        return (
-            "the store was written with other options (format, dtype, shape, chunks, shards, codec)",
-            [],
-            (),
-        )
+        return options_changed(root.get(OPTIONS_ATTR), options), [], ()
     if root.get("source_size") != stat.st_size:
-        return "the archive's size changed", [], ()
+        return "archive modified (size changed)", [], ()
     if root.get("source_mtime_ns") != stat.st_mtime_ns:
-        return "the archive's modification time changed", [], ()
+        return "archive modified (modification time changed)", [], ()
     try:
         with zipfile.ZipFile(task.archive) as zf:
             members, skipped = select_members(task.archive, zf, options.include, options.exclude)

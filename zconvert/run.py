@@ -12,11 +12,12 @@ from dataclasses import dataclass, field
 from .config import RunConfig, build_config
 from .executors import get_executor
 from .inflate import backend_summary
-from .manifest import write_manifest
+from .manifest import check_one_layout, write_manifest
 from .outdir import lock_output, remove_leftovers
 from .plan import archive_size, plan_tasks
 from .records import Result, Task
-from .storage import is_url
+from .sinks._atomic import remove_path
+from .storage import is_url, join
 from .tasks import convert_archive, convert_archive_unless_current
 
 
@@ -102,6 +103,15 @@ def _with_spare_cores(tasks: list[Task], engine: str, workers: int | None) -> li
     return [dataclasses.replace(t, options=options) for t in tasks]
 
 
+def _remove_store(store: str, config: RunConfig) -> None:
+    if is_url(store):
+        from .storage import remove_tree
+
+        remove_tree(store, config.storage_options)
+    else:
+        remove_path(store)
+
+
 def run(
     config: RunConfig,
     on_result: Callable[[Result], None] | None = None,
@@ -129,6 +139,11 @@ def run(
     with contextlib.nullcontext() if remote else lock_output(out):
         if not remote:
             remove_leftovers(out)  # temporaries of a crashed run; none of ours exist yet
+        old_layout = check_one_layout(out, config.options, config.overwrite, config.storage_options)
+        for relpath in old_layout:  # --overwrite replaces the old layout's stores
+            _remove_store(join(out, relpath) if remote else os.path.join(out, relpath), config)
+        if old_layout and not remote and config.options.format != "hdf5":
+            remove_path(os.path.join(out, "all.h5"))  # combine.COMBINED_NAME: HDF5 runs only
         all_h5 = config.options.format == "hdf5" and not remote
         # Once fewer tasks than workers remain, a core is idle: load the all.h5 writer (h5py,
         # 0.06-0.1 s) there rather than after the last result. Loading it one result sooner,

@@ -21,7 +21,11 @@ def discover(inputs: tuple[str, ...]) -> list[tuple[Path, Path]]:
         path = Path(raw).expanduser().absolute()
         if path.is_dir():
             archives = sorted(
-                p for p in path.rglob("*") if p.suffix.lower() in ARCHIVE_SUFFIXES and p.is_file()
+                p
+                for p in path.rglob("*")
+                if p.suffix.lower() in ARCHIVE_SUFFIXES
+                and not _macos_metadata(p.relative_to(path))
+                and p.is_file()
             )
             found.extend((p, path) for p in archives)
         elif path.is_file():
@@ -29,6 +33,12 @@ def discover(inputs: tuple[str, ...]) -> list[tuple[Path, Path]]:
         else:
             raise ConfigError("inputs", f"{raw} does not exist")
     return found
+
+
+def _macos_metadata(below_root: Path) -> bool:
+    """AppleDouble twins a Mac leaves on non-Mac volumes (`._a.zip` beside `a.zip`, 4 KiB of
+    extended attributes) and unpacked `__MACOSX/` trees: never archives, only found by search."""
+    return below_root.name.startswith("._") or "__MACOSX" in below_root.parts[:-1]
 
 
 def discover_any(
@@ -75,10 +85,14 @@ def plan_tasks(config: RunConfig) -> list[Task]:
         seen.add(archive)
         rel = _relpath(below_root, config.options.format)
         if rel in claimed:
+            same_name = _relpath(str(claimed[rel]), "zarr") == _relpath(str(archive), "zarr")
+            fix = (
+                "rename one of them (a store is named after its archive without the suffix)"
+                if same_name
+                else "give their parent folder as the input instead"
+            )
             raise ConfigError(
-                "inputs",
-                f"{claimed[rel]} and {archive} would both be written to {rel}; "
-                "give their parent folder as the input instead",
+                "inputs", f"{claimed[rel]} and {archive} would both be written to {rel}; {fix}"
             )
         claimed[rel] = archive
         tasks.append(

@@ -6,6 +6,7 @@ the manifest stores them.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -55,9 +56,9 @@ class ConvertOptions:
 def run_chunk_rows(options: ConvertOptions) -> int:
     """chunk_rows as it takes effect for the run's dtype and shape (members whose header or
     `members:` rule gives another row size get their own default)."""
-    import numpy as np
+    from .dtypes import dtype_itemsize  # not numpy: the parent of a run never imports it
 
-    row_bytes = np.dtype(options.dtype).itemsize * int(np.prod(options.shape[1:]))
+    row_bytes = dtype_itemsize(options.dtype) * math.prod(options.shape[1:])
     return options.chunk_rows or default_chunk_rows(row_bytes)
 
 

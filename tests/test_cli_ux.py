@@ -162,9 +162,8 @@ def test_inspect_output_folder_summarises_the_manifest(seed_dir, tmp_path):
     zconvert("convert", str(seed_dir), "-o", str(out))
     proc = zconvert("inspect", str(out), "--arrays")
     assert proc.returncode == 0, proc.stderr
-    assert (
-        "3 complete (3 converted by the last run, 0 already up to date), 1 failed, 0 missing"
-        in (proc.stdout)
+    assert "3 complete (3 converted, 0 found up to date by a rerun), 1 failed, 0 missing" in (
+        proc.stdout
     )
     for name in ("archive_0.zarr", "archive_1.zarr", "archive_2.zarr"):
         assert name in proc.stdout

@@ -44,13 +44,28 @@ def test_rerun_skips_every_current_store_and_keeps_it_in_the_manifest(
     opts = {"format": fmt, "zarr_format": zarr_format, "executor": "serial"}
     first = zconvert.convert(seed_dir, out, **opts)
     assert first.ok
-    derived = ("manifest.json", "all.h5")  # rewritten by every run
-    stamps = {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p.name not in derived}
+    # Nothing changes, not even the manifest or all.h5: a rerun that finds every store
+    # current decides from the manifest and a stat per archive, in the parent (pid 0).
+    stamps = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    manifest = (out / "manifest.json").read_bytes()
     second = zconvert.convert(seed_dir, out, **opts)
     assert set(_statuses(second).values()) == {"skipped"}
-    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p.name not in derived} == stamps
+    assert {r.pid for r in second.results} == {0}
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == stamps
+    assert (out / "manifest.json").read_bytes() == manifest
+    assert [r.arrays for r in second.results] == [r.arrays for r in first.results]
+    assert [r.skipped_members for r in second.results] == [r.skipped_members for r in first.results]
+    # Once one archive changes, the manifest is rewritten: the others recorded as skipped.
+    archive = seed_dir / "archive_1.zip"
+    os.utime(archive, ns=(time.time_ns(), archive.stat().st_mtime_ns + 1))
+    third = zconvert.convert(seed_dir, out, **opts)
+    assert _statuses(third) == {
+        "archive_0": "skipped",
+        "archive_1": "converted",
+        "archive_2": "skipped",
+    }
     stores = json.loads((out / "manifest.json").read_text())["stores"]
-    assert [s["status"] for s in stores] == ["skipped"] * 3
+    assert [s["status"] for s in stores] == ["skipped", "converted", "skipped"]
     before = json.loads(json.dumps([r.to_dict()["arrays"] for r in first.results]))
     assert [s["arrays"] for s in stores] == before
     assert zconvert.verify(out) == []

@@ -11,7 +11,9 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -103,9 +105,16 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
+    from .inspect import UNFINISHED, is_unfinished_folder
     from .verify import verify
 
-    problems = verify(args.paths, sources=args.sources)
+    if args.workers is not None and args.workers < 1:
+        log.error("error: --workers: %s is not a positive number of processes", args.workers)
+        return EXIT_USAGE
+    for path in args.paths:
+        if is_unfinished_folder(path):
+            log.warning("note: %s: no manifest.json: %s", path, UNFINISHED.format(when=""))
+    problems = verify(args.paths, sources=args.sources, workers=args.workers)
     for line in problems:
         print(line, flush=True)
     print(
@@ -211,6 +220,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     from .errors import ConfigError, ZconvertError
 
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         return COMMANDS[args.command](args)
     except ZconvertError as exc:
@@ -219,9 +230,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.debug:
             log.debug("traceback of the error above", exc_info=True)
         return EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_FAILED
-    except KeyboardInterrupt:
-        log.error("interrupted; finished stores are kept, partial ones removed")
-        return 130
+    except KeyboardInterrupt as exc:
+        log.error(
+            "interrupted; finished stores are kept and listed in the manifest, partial ones "
+            "removed: run the same command again to resume"
+        )
+        return 143 if isinstance(exc, Terminated) else 130
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a job scheduler's stop, `kill`): ends a run the way Ctrl-C does."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated()
 
 
 if __name__ == "__main__":

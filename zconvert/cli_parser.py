@@ -292,7 +292,8 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common],
         help="re-read stores and check every array's CRC32 and size",
         description="Re-read every array of each store (or of every store an output folder's "
-        "manifest lists) and check its CRC32 and size against the source archive's record. "
+        "manifest lists, or that a folder whose run was interrupted holds) and check its "
+        "CRC32 and size against the source archive's record, on worker processes. "
         "Prints one line per problem; exit status 1 if there is any.",
         epilog=VERIFY_EXAMPLES,
         formatter_class=raw,
@@ -300,6 +301,13 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("paths", nargs="+", metavar="OUT|STORE", help="output folders or stores")
     verify.add_argument(
         "--sources", action="store_true", help="also re-read the source archives and check them"
+    )
+    verify.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="worker processes that check stores (default: one per core)",
     )
     return parser
 

@@ -39,6 +39,16 @@ def _simple_dtype(value: Any) -> str | None:
     return f"{order}{kind}{size}"
 
 
+def canonical_dtype(dtype: str) -> str:
+    """numpy's string for a dtype ('float32' -> '<f4'); numpy is imported only for rare ones."""
+    simple = _simple_dtype(dtype)
+    if simple is not None:
+        return simple
+    import numpy as np
+
+    return np.dtype(dtype).str
+
+
 def dtype_itemsize(dtype: str) -> int:
     """Bytes per element of a canonical dtype string from parse_dtype ('<f4' -> 4)."""
     return int(dtype[2:])

@@ -163,11 +163,20 @@ def _dtype_str(dtype: str) -> str:
     return np.dtype(dtype).str
 
 
+UNFINISHED = (
+    "the run that wrote this folder did not finish{when}; run the same zconvert convert "
+    "command again to resume"
+)
+
+
 def inspect_output(out: str | os.PathLike[str]) -> dict[str, Any]:
     """A run folder's manifest summary and one record per store (missing stores flagged)."""
     doc = read_manifest(out)
+    layout = (doc.get("options") or {}).get("format")
     stores = []
     for entry in doc.get("stores", []):
+        if layout is not None and entry.get("format", layout) != layout:
+            continue  # an older manifest listing another layout's stores too
         arrays = entry.get("arrays", [])
         nbytes = sum(a.get("nbytes", 0) for a in arrays)
         stored = sum(a.get("stored_bytes") or 0 for a in arrays)
@@ -189,18 +198,72 @@ def inspect_output(out: str | os.PathLike[str]) -> dict[str, Any]:
                 "skipped_members": entry.get("skipped_members", []),
             }
         )
-    statuses = ("converted", "skipped", "failed", "missing")
+    complete = doc.get("complete", True)
+    written = doc.get("written")
+    return _summary(
+        out,
+        stores,
+        complete,
+        doc.get("zconvert_version"),
+        written,
+        doc.get("options", {}),
+        None if complete else UNFINISHED.format(when=f" (manifest written {written})"),
+    )
+
+
+def _summary(
+    out: str | os.PathLike[str],
+    stores: list[dict[str, Any]],
+    complete: bool,
+    version: str | None,
+    written: str | None,
+    options: dict[str, Any],
+    note: str | None,
+) -> dict[str, Any]:
+    statuses = ("converted", "skipped", "failed", "missing", "found")
     counts = {s: sum(e["status"] == s for e in stores) for s in statuses}
     return {
         "output": os.path.abspath(os.fspath(out)),
-        "zconvert_version": doc.get("zconvert_version"),
-        "written": doc.get("written"),
-        "options": doc.get("options", {}),
+        "complete": complete,
+        "note": note,
+        "zconvert_version": version,
+        "written": written,
+        "options": options,
         "counts": counts,
         "nbytes": sum(s["nbytes"] for s in stores),
         "stored_bytes": sum(s["stored_bytes"] for s in stores),
         "stores": stores,
     }
+
+
+def inspect_unfinished(out: str | os.PathLike[str]) -> dict[str, Any]:
+    """A run folder without manifest.json (its run was killed before writing one): the stores
+    found in it, each described by its own metadata."""
+    from .outdir import stores_in
+
+    root = os.path.abspath(os.fspath(out))
+    stores = []
+    for store in stores_in(root):
+        info = inspect_store(store)
+        arrays = info["arrays"]
+        nbytes = sum(a.get("nbytes") or 0 for a in arrays)
+        stored = sum(a.get("stored_bytes") or 0 for a in arrays)
+        stores.append(
+            {
+                "relpath": os.path.relpath(store, root),
+                "store": store,
+                "status": "found",
+                "archive": info.get("source_archive"),
+                "arrays": len(arrays),
+                "nbytes": nbytes,
+                "stored_bytes": stored,
+                "ratio": round(nbytes / stored, 3) if stored else None,
+                "error": None,
+                "member": None,
+                "skipped_members": [],
+            }
+        )
+    return _summary(root, stores, False, None, None, {}, UNFINISHED.format(when=""))
 
 
 def is_output_folder(path: str | os.PathLike[str]) -> bool:
@@ -213,7 +276,22 @@ def inspect_path(path: str | os.PathLike[str]) -> dict[str, Any]:
         return {"kind": "output", **inspect_output(path)}
     if not os.path.exists(path):
         raise StoreError(f"{os.fspath(path)}: no such store or run folder")
+    if is_unfinished_folder(path):
+        return {"kind": "output", **inspect_unfinished(path)}
     return {"kind": "store", **inspect_store(path)}
+
+
+def is_unfinished_folder(path: str | os.PathLike[str]) -> bool:
+    """A folder that is not a store and has no manifest but holds zconvert's lock file or
+    stores: the output folder of a run that was killed before it wrote its manifest."""
+    from .outdir import LOCK_NAME, stores_in
+
+    path = os.fspath(path)
+    if not os.path.isdir(path) or is_output_folder(path):
+        return False
+    if any(os.path.exists(os.path.join(path, n)) for n in ("zarr.json", ".zgroup")):
+        return False  # a Zarr store
+    return os.path.exists(os.path.join(path, LOCK_NAME)) or bool(stores_in(path))
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -258,18 +336,39 @@ def output_lines(info: dict[str, Any]) -> list[str]:
     opts = info["options"]
     c = info["counts"]
     ratio = info["nbytes"] / info["stored_bytes"] if info["stored_bytes"] else None
-    lines = [
-        f"{info['output']}  (manifest written {info['written']} by zconvert "
-        f"{info['zconvert_version']})",
+    if info["written"] is None:
+        head = f"{info['output']}  (no manifest.json)"
+    else:
+        head = (
+            f"{info['output']}  (manifest written {info['written']} by zconvert "
+            f"{info['zconvert_version']})"
+        )
+    lines = [head]
+    if info.get("note"):
+        lines.append(f"  note      {info['note']}")
+    if c["found"]:
+        lines.append(f"  stores    {c['found']} complete stores found in the folder")
+    else:
+        lines.extend(_manifest_summary(info, opts, c))
+    lines.append(
+        f"  bytes     {human_bytes(info['nbytes'])} of arrays stored in "
+        f"{human_bytes(info['stored_bytes'])}" + (f" (ratio {ratio:.2f})" if ratio else "")
+    )
+    return lines + _store_rows(info)
+
+
+def _manifest_summary(info: dict[str, Any], opts: dict[str, Any], c: dict[str, int]) -> list[str]:
+    return [
         f"  options   format={opts.get('format')} zarr_format={opts.get('zarr_format')} "
         f"codec={opts.get('codec')} dtype={opts.get('dtype')} shape={opts.get('shape')}"
         + (f" shard_rows={opts['shard_rows']}" if opts.get("shard_rows") else ""),
-        f"  stores    {c['converted'] + c['skipped']} complete ({c['converted']} converted by the "
-        f"last run, {c['skipped']} already up to date), {c['failed']} failed, "
+        f"  stores    {c['converted'] + c['skipped']} complete ({c['converted']} converted, "
+        f"{c['skipped']} found up to date by a rerun), {c['failed']} failed, "
         f"{c['missing']} missing",
-        f"  bytes     {human_bytes(info['nbytes'])} of arrays stored in "
-        f"{human_bytes(info['stored_bytes'])}" + (f" (ratio {ratio:.2f})" if ratio else ""),
     ]
+
+
+def _store_rows(info: dict[str, Any]) -> list[str]:
     rows = []
     for s in info["stores"]:
         if s["status"] == "failed":
@@ -287,5 +386,4 @@ def output_lines(info: dict[str, Any]) -> list[str]:
             ["", "", f"skipped member {m['member']}: {m['reason']}"]
             for m in s.get("skipped_members") or []
         )
-    lines.extend("  " + line for line in _table(["store", "status", "detail"], rows))
-    return lines
+    return ["  " + line for line in _table(["store", "status", "detail"], rows)]

@@ -54,6 +54,9 @@ def configure_logging(
         to_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         setattr(to_file, _MARK, True)
         logger.addHandler(to_file)
-    logger.setLevel(logging.DEBUG)
+    # Records no handler keeps are not even made: a rerun of 100,000 archives logs one per
+    # archive at INFO, which costs 0.1 s when only warnings are shown.
+    level = console_level(verbose, debug, quiet)
+    logger.setLevel(logging.DEBUG if log_file is not None else level)
     logger.propagate = False
     return logger

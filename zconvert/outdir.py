@@ -103,3 +103,28 @@ def remove_leftovers(out: str) -> list[str]:
             and not os.path.exists(os.path.join(parent, d, ".zgroup"))
         ]
     return removed
+
+
+def stores_in(out: str) -> list[str]:
+    """Every finished store under OUT, found by walking it (a folder whose run was killed before
+    it wrote its manifest): Zarr folders with their root document, `.h5` files, in sorted order.
+    Temporaries are not stores; neither is the run's combined OUT/all.h5."""
+    found: list[str] = []
+    for parent, dirs, files in os.walk(out):
+        found.extend(
+            os.path.join(parent, f)
+            for f in files
+            if f.endswith(".h5") and not is_leftover(f) and not (parent == out and f == "all.h5")
+        )
+        stores = [
+            d
+            for d in dirs
+            if not is_leftover(d)
+            and (
+                os.path.exists(os.path.join(parent, d, "zarr.json"))
+                or os.path.exists(os.path.join(parent, d, ".zgroup"))
+            )
+        ]
+        found.extend(os.path.join(parent, d) for d in stores)
+        dirs[:] = [d for d in dirs if d not in stores and not is_leftover(d)]
+    return sorted(found)

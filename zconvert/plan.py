@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 from .config import RunConfig
@@ -13,46 +12,46 @@ from .sinks import SUFFIXES
 from .storage import ARCHIVE_SUFFIXES, is_url
 
 
-def discover(inputs: tuple[str, ...]) -> list[tuple[Path, Path]]:
-    """(archive, root) pairs: named files as given (any name), folders searched recursively
-    for ARCHIVE_SUFFIXES."""
-    found: list[tuple[Path, Path]] = []
+def discover(inputs: tuple[str, ...]) -> list[tuple[str, str]]:
+    """(archive, its '/'-separated path below its input) pairs: named files as given (any
+    name), folders searched recursively for ARCHIVE_SUFFIXES, in sorted order per input."""
+    found: list[tuple[str, str]] = []
     for raw in inputs:
-        path = Path(raw).expanduser().absolute()
-        if path.is_dir():
-            archives = sorted(
-                p
-                for p in path.rglob("*")
-                if p.suffix.lower() in ARCHIVE_SUFFIXES
-                and not _macos_metadata(p.relative_to(path))
-                and p.is_file()
-            )
-            found.extend((p, path) for p in archives)
-        elif path.is_file():
-            found.append((path, path.parent))
+        path = os.path.abspath(os.path.expanduser(raw))
+        if os.path.isdir(path):
+            archives = []
+            for parent, dirs, files in os.walk(path):
+                dirs[:] = [d for d in dirs if d != "__MACOSX"]
+                below = os.path.relpath(parent, path).replace(os.sep, "/")
+                prefix = "" if below == "." else below + "/"
+                archives.extend(
+                    (prefix + name, os.path.join(parent, name))
+                    for name in files
+                    if name.lower().endswith(ARCHIVE_SUFFIXES) and not name.startswith("._")
+                )
+            archives.sort(key=lambda item: item[0].split("/"))
+            found.extend((archive, rel) for rel, archive in archives if os.path.isfile(archive))
+        elif os.path.isfile(path):
+            found.append((path, os.path.basename(path)))
         else:
             raise ConfigError("inputs", f"{raw} does not exist")
     return found
 
 
-def _macos_metadata(below_root: Path) -> bool:
-    """AppleDouble twins a Mac leaves on non-Mac volumes (`._a.zip` beside `a.zip`, 4 KiB of
-    extended attributes) and unpacked `__MACOSX/` trees: never archives, only found by search."""
-    return below_root.name.startswith("._") or "__MACOSX" in below_root.parts[:-1]
-
-
 def discover_any(
     inputs: tuple[str, ...], storage_options: dict[str, Any] | None = None
-) -> list[tuple[str | Path, str]]:
-    """(archive, its '/'-separated path below its input root) for local paths and URLs alike."""
-    found: list[tuple[str | Path, str]] = []
+) -> list[tuple[str, str]]:
+    """(archive, its '/'-separated path below its input root) for local paths and URLs alike.
+    Searches skip macOS metadata: AppleDouble twins a Mac leaves on other volumes (`._a.zip`
+    beside `a.zip`, 4 KiB of extended attributes) and unpacked `__MACOSX/` trees."""
+    found: list[tuple[str, str]] = []
     for raw in inputs:
         if is_url(raw):
             from .storage import discover as discover_url
 
             found.extend(discover_url(raw, storage_options))
         else:
-            found.extend((a, a.relative_to(r).as_posix()) for a, r in discover((raw,)))
+            found.extend(discover((raw,)))
     return found
 
 
@@ -74,11 +73,13 @@ def _relpath(below_root: str, fmt: str) -> str:
 def plan_tasks(config: RunConfig) -> list[Task]:
     """One Task per archive, in a stable order; two archives aiming at one store are refused."""
     url_out = is_url(config.output)
-    out = config.output.rstrip("/") if url_out else Path(config.output).expanduser().absolute()
+    out = (
+        config.output.rstrip("/") if url_out else os.path.abspath(os.path.expanduser(config.output))
+    )
     storage_options = config.storage_options
     tasks: list[Task] = []
-    claimed: dict[str, str | Path] = {}
-    seen: set[str | Path] = set()
+    claimed: dict[str, str] = {}
+    seen: set[str] = set()
     for archive, below_root in discover_any(config.inputs, storage_options):
         if archive in seen:
             continue
@@ -97,8 +98,8 @@ def plan_tasks(config: RunConfig) -> list[Task]:
         claimed[rel] = archive
         tasks.append(
             Task(
-                archive=os.fspath(archive),
-                store=f"{out}/{rel}" if url_out else os.fspath(out / rel),
+                archive=archive,
+                store=f"{out}/{rel}" if url_out else os.path.join(out, rel),
                 relpath=rel,
                 options=config.options,
                 storage_options=storage_options,

@@ -9,7 +9,6 @@ check is cheap enough for a dry run or the parent process.
 
 from __future__ import annotations
 
-import json
 import os
 import zipfile
 from dataclasses import dataclass
@@ -18,50 +17,10 @@ from typing import Any
 import numpy as np
 
 from .errors import ArchiveError
+from .fingerprint import OPTIONS_ATTR, options_changed, options_digest, options_fingerprint
 from .member_layout import raw_dtype_shape
 from .members import select_members
-from .records import ArrayRecord, ConvertOptions, Result, SkippedMember, Task, run_chunk_rows
-
-OPTIONS_ATTR = "zconvert_options"
-
-
-def options_fingerprint(options: ConvertOptions) -> str:
-    """The options that shape a store's content, as a JSON string (HDF5 attrs hold no dicts)."""
-    fp: dict[str, Any] = {
-        "format": options.format,
-        "dtype": np.dtype(options.dtype).str,
-        "shape": list(options.shape),
-        # Resolved, so that the default and the same value written out are one run (a run
-        # file that says chunk_rows: 262144 and flags that leave it to the default).
-        "chunk_rows": run_chunk_rows(options),
-        "codec": options.codec,
-    }
-    if options.format == "zarr":
-        fp["zarr_format"] = options.zarr_format
-    if options.shard_rows is not None:  # absent when unset: unsharded stores stay current
-        fp["shard_rows"] = options.shard_rows
-    # Absent when unset too, so that stores written before member selection stay current.
-    if options.include:
-        fp["include"] = list(options.include)
-    if options.exclude:
-        fp["exclude"] = list(options.exclude)
-    if options.members:
-        fp["members"] = [
-            {"match": r.match, "dtype": r.dtype, "shape": list(r.shape) if r.shape else None}
-            for r in options.members
-        ]
-    return json.dumps(fp, sort_keys=True)
-
-
-def options_changed(stored: str | None, options: ConvertOptions) -> str:
-    """Which options differ from those a store was written with: "options changed: codec"."""
-    try:
-        before = json.loads(stored or "{}")
-    except (TypeError, ValueError):
-        before = {}
-    now = json.loads(options_fingerprint(options))
-    keys = sorted(k for k in {*before, *now} if before.get(k) != now.get(k))
-    return "options changed: " + (", ".join(keys) or "unreadable record")
+from .records import ArrayRecord, Result, SkippedMember, Task
 
 
 @dataclass(frozen=True)
@@ -215,6 +174,7 @@ def convert_unless_current(task: Task) -> Result:
     reason, records, skipped = current_arrays(task)
     if reason is not None:
         return convert_task(task)
+    source = _source_stat(task.archive)
     return Result(
         archive=task.archive,
         store=task.store,
@@ -224,4 +184,17 @@ def convert_unless_current(task: Task) -> Result:
         arrays=tuple(records),  # kept in the manifest; bytes stay 0: this run moved none
         skipped_members=skipped,
         pid=os.getpid(),
+        source_size=source[0],
+        source_mtime_ns=source[1],
+        source_ctime_ns=source[2],
+        options_id=options_digest(task.options),
     )
+
+
+def _source_stat(archive: str) -> tuple[int | None, int | None, int | None]:
+    """(size, mtime, ctime) of a local archive in ns, as the manifest records them."""
+    try:
+        stat = os.stat(archive)
+    except OSError:
+        return None, None, None
+    return stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns

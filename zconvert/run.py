@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from .config import RunConfig, build_config
 from .executors import get_executor
 from .inflate import backend_summary
-from .manifest import check_one_layout, write_manifest
+from .manifest import RunManifest
 from .outdir import lock_output, remove_leftovers
 from .plan import archive_size, plan_tasks
 from .records import Result, Task
@@ -112,6 +112,43 @@ def _remove_store(store: str, config: RunConfig) -> None:
         remove_path(store)
 
 
+MANIFEST_EVERY_S = 30.0  # a long run rewrites its manifest this often: kill -9 loses no more
+
+
+def _convert_all(
+    config: RunConfig,
+    tasks: list[Task],
+    manifest: RunManifest,
+    by_relpath: dict[str, Result],
+    on_result: Callable[[Result], None] | None,
+) -> None:
+    """Run the tasks on the run's executor, filling `by_relpath` as results come."""
+    if not tasks:
+        return
+    engine = _engine_for(config, tasks)
+    executor = get_executor(engine, workers=config.workers, scheduler=config.scheduler)
+    tasks = _with_spare_cores(tasks, engine, config.workers)
+    # Without --overwrite, workers skip stores that are complete and up to date (resume.py).
+    convert_fn = convert_archive if config.overwrite else convert_archive_unless_current
+    all_h5 = config.options.format == "hdf5" and not is_url(config.output)
+    # Once fewer tasks than workers remain, a core is idle: load the all.h5 writer (h5py,
+    # 0.06-0.1 s) there rather than after the last result. Loading it one result sooner,
+    # with every worker still busy, took that CPU from them instead.
+    warm_at = max(1, len(tasks) - (config.workers or os.cpu_count() or 1) + 1)
+    next_write = time.monotonic() + MANIFEST_EVERY_S
+    for done, result in enumerate(executor.map(convert_fn, tasks), 1):
+        by_relpath[result.relpath] = result
+        if on_result is not None:
+            on_result(result)
+        if all_h5 and done == warm_at:
+            from .combine import load_writer
+
+            load_writer()
+        if time.monotonic() >= next_write:
+            manifest.write(list(by_relpath.values()), complete=False)
+            next_write = time.monotonic() + MANIFEST_EVERY_S
+
+
 def run(
     config: RunConfig,
     on_result: Callable[[Result], None] | None = None,
@@ -129,47 +166,50 @@ def run(
     else:
         out = os.path.abspath(os.path.expanduser(config.output))
         os.makedirs(out, exist_ok=True)
-    engine = _engine_for(config, tasks)
-    executor = get_executor(engine, workers=config.workers, scheduler=config.scheduler)
-    tasks = _with_spare_cores(tasks, engine, config.workers)
-    # Without --overwrite, workers skip stores that are complete and up to date (resume.py).
-    convert_fn = convert_archive if config.overwrite else convert_archive_unless_current
+    manifest = RunManifest(out, config.options, config.storage_options)
     by_relpath: dict[str, Result] = {}
     # One run per local OUT: a second one refuses instead of racing (object stores: no lock).
     with contextlib.nullcontext() if remote else lock_output(out):
         if not remote:
             remove_leftovers(out)  # temporaries of a crashed run; none of ours exist yet
-        old_layout = check_one_layout(out, config.options, config.overwrite, config.storage_options)
+        old_layout = manifest.other_layout(config.overwrite)
         for relpath in old_layout:  # --overwrite replaces the old layout's stores
             _remove_store(join(out, relpath) if remote else os.path.join(out, relpath), config)
         if old_layout and not remote and config.options.format != "hdf5":
             remove_path(os.path.join(out, "all.h5"))  # combine.COMBINED_NAME: HDF5 runs only
-        all_h5 = config.options.format == "hdf5" and not remote
-        # Once fewer tasks than workers remain, a core is idle: load the all.h5 writer (h5py,
-        # 0.06-0.1 s) there rather than after the last result. Loading it one result sooner,
-        # with every worker still busy, took that CPU from them instead.
-        warm_at = max(1, len(tasks) - (config.workers or os.cpu_count() or 1) + 1)
-        for done, result in enumerate(executor.map(convert_fn, tasks), 1):
-            by_relpath[result.relpath] = result
-            if on_result is not None:
-                on_result(result)
-            if all_h5 and done == warm_at:
-                from .combine import load_writer
-
-                load_writer()
+        # A rerun decides from the manifest and a stat per archive where it can; the workers
+        # check the rest (resume.py), skipping stores that are complete and up to date.
+        current = {} if config.overwrite else manifest.current(tasks)
+        for task in tasks:
+            if task.relpath in current:
+                by_relpath[task.relpath] = current[task.relpath]
+                if on_result is not None:
+                    on_result(current[task.relpath])
+        todo = [t for t in tasks if t.relpath not in current]
+        try:
+            _convert_all(config, todo, manifest, by_relpath, on_result)
+        except BaseException:
+            # Interrupted (Ctrl-C, SIGTERM, an executor's error): the stores that finished stay,
+            # and the manifest lists them, marked incomplete; rerunning convert resumes.
+            manifest.write(list(by_relpath.values()), complete=False)
+            raise
         if not remote:
             remove_leftovers(out)  # those of workers that died (kill -9, OOM) during this run
         results = [by_relpath[t.relpath] for t in tasks]
-        manifest = write_manifest(out, results, config.options, config.storage_options)
-        if all_h5:
-            from .combine import write_virtual_dataset
+        # A rerun that found every store current changes nothing, not even the manifest
+        # (rewriting 100,000 entries to say "skipped" took longer than deciding).
+        unchanged = not todo and not old_layout and manifest.was_complete
+        manifest_file = manifest.path if unchanged else manifest.write(results)
+        if config.options.format == "hdf5" and not remote:
+            from .combine import COMBINED_NAME, write_virtual_dataset
 
-            write_virtual_dataset(out)  # OUT/all.h5: the whole run as one HDF5 dataset
+            if not (unchanged and os.path.exists(os.path.join(out, COMBINED_NAME))):
+                write_virtual_dataset(out)  # OUT/all.h5: the whole run as one HDF5 dataset
     return Report(
         output=out,
         results=results,
         seconds=time.perf_counter() - start,
-        manifest=manifest,
+        manifest=manifest_file,
         inflater=backend_summary(),
     )
 

@@ -21,11 +21,11 @@ from ._version import __version__
 from .archive import MemberReader
 from .directio import slab_buffers
 from .errors import ArchiveError
+from .fingerprint import OPTIONS_ATTR, options_digest, options_fingerprint
 from .member_layout import MemberLayout, layout_for
 from .members import Member, check_member, open_archive, select_members
 from .parallel_inflate import threads_for
 from .records import ArrayRecord, Result, SkippedMember, Task, default_chunk_rows
-from .resume import OPTIONS_ATTR, options_fingerprint
 from .sinks import ArraySpec, open_sink
 from .slabs import SlabPipeline
 from .storage import is_url
@@ -34,8 +34,13 @@ from .storage import is_url
 def init_process() -> None:
     """Run once in each worker process: one thread per process for the libraries inside, so
     that N workers use N cores instead of oversubscribing them."""
+    import signal
+
     from . import worker_env  # noqa: F401 - applied on import
 
+    # A forked worker inherits the command line's SIGTERM handler; the pool stops its
+    # workers with SIGTERM, which must end them at once.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     # numcodecs (Zarr's codecs; 15-25 ms to import, its registry scans entry points) and zarr
     # itself (object storage only, 0.4 s) are loaded only by the runs that use them: worker_env
     # configures both through the environment, which they read (c-blosc reads BLOSC_NTHREADS
@@ -74,7 +79,9 @@ def dimension_names(members: list[Member], shapes: list[tuple[int, ...]]) -> lis
     return names
 
 
-def _convert(task: Task) -> tuple[list[ArrayRecord], list[SkippedMember], int, int]:
+def _convert(
+    task: Task,
+) -> tuple[list[ArrayRecord], list[SkippedMember], int, int, tuple[int, int, int | None]]:
     options = task.options
     fileobj, zf = open_archive(task.archive, _open_remote(task))
     with fileobj, zf:
@@ -83,7 +90,8 @@ def _convert(task: Task) -> tuple[list[ArrayRecord], list[SkippedMember], int, i
             check_member(task.archive, member, options.max_ratio, options.max_member_bytes)
         layouts = [layout_for(task.archive, fileobj, zf, m, options) for m in members]
         dims = dimension_names(members, [layout.shape for layout in layouts])
-        source_size, source_mtime_ns = _source_stat(task)
+        source = _source_stat(task)
+        source_size, source_mtime_ns = source[:2]
         sink = open_sink(
             task.store,
             options,
@@ -113,7 +121,7 @@ def _convert(task: Task) -> tuple[list[ArrayRecord], list[SkippedMember], int, i
             raise
     bytes_in = sum(m.compress_size for m in members)
     bytes_out = sum(m.file_size for m in members)
-    return records, skipped, bytes_in, bytes_out
+    return records, skipped, bytes_in, bytes_out, source
 
 
 def _open_remote(task: Task) -> Any:
@@ -128,13 +136,16 @@ def _open_remote(task: Task) -> Any:
         raise ArchiveError(task.archive, None, "cannot open: no such object") from None
 
 
-def _source_stat(task: Task) -> tuple[int, int]:
+def _source_stat(task: Task) -> tuple[int, int, int | None]:
+    """(size, mtime, ctime) of the archive in ns; ctime None for a URL. The store records size
+    and mtime; the manifest all three, so that a rerun trusts a stat only for an archive nothing
+    has touched since (restoring an mtime changes the ctime)."""
     if is_url(task.archive):
         from .storage import source_stat
 
-        return source_stat(task.archive, task.storage_options)
+        return (*source_stat(task.archive, task.storage_options), None)
     stat = os.stat(task.archive)
-    return stat.st_size, stat.st_mtime_ns
+    return stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns
 
 
 def _copy_member(
@@ -310,7 +321,7 @@ def convert_task(task: Task) -> Result:
         "pid": os.getpid(),
     }
     try:
-        records, skipped, bytes_in, bytes_out = _convert(task)
+        records, skipped, bytes_in, bytes_out, source = _convert(task)
     except ArchiveError as exc:
         return Result(
             **base,
@@ -337,6 +348,10 @@ def convert_task(task: Task) -> Result:
         bytes_out=bytes_out,
         seconds=time.perf_counter() - start,
         peak_rss=peak_rss_bytes(),
+        source_size=source[0],
+        source_mtime_ns=source[1],
+        source_ctime_ns=source[2],
+        options_id=options_digest(task.options),
     )
 
 

@@ -5,6 +5,10 @@ encoded with numcodecs. zarr-python's array API costs about 12 ms per 4 MiB chun
 times the Blosc-LZ4 work) and 0.4 s to import; the files written are exactly what zarr-python
 writes (tests read them with zarr, tensorstore and xarray).
 
+The store is built under a temporary name and renamed into place by commit, which first writes
+the root group's documents with consolidated metadata (see _consolidated): they are the last
+files written, so even the temporary folder is a store only once it is complete.
+
 Chunk files hold full chunks, edge chunks padded with the fill value (0), as the spec says.
 Uncompressed arrays may be written a piece of a chunk at a time (a one-chunk array is then a
 plain file that can be memory-mapped); compressed ones take whole chunks.
@@ -42,6 +46,7 @@ from ..directio import ALIGN, FileWriter, aligned_buffer
 from ..records import ConvertOptions
 from . import ArraySpec, write_mapped
 from ._atomic import publish, remove_path, temp_sibling
+from ._consolidated import root_documents
 
 _V3_TYPES = {"i": "int", "u": "uint", "f": "float", "c": "complex", "b": "bool"}
 _NO_CHUNK = 2**64 - 1  # a shard index's offset and length of an inner chunk not stored
@@ -138,27 +143,31 @@ class ZarrSink:
         self.durable = options.durable
         self.direct_io = options.direct_io
         self._arrays: list[_ZarrArray] = []
+        # The root group's documents are written by commit, last (see _consolidated); until
+        # then every document below the root is kept here too, by store key.
+        self._attributes = attributes
+        self._documents: dict[str, dict[str, Any]] = {}
         os.makedirs(self.temp_path)
-        self._write_group(self.temp_path, attributes)
 
-    def _write_group(self, path: str, attributes: dict[str, Any]) -> None:
-        if self.zarr_format == 3:
-            doc = {"attributes": attributes, "zarr_format": 3, "node_type": "group"}
-            _write_json(os.path.join(path, "zarr.json"), doc)
-        else:
-            _write_json(os.path.join(path, ".zgroup"), {"zarr_format": 2})
-            if attributes:
-                _write_json(os.path.join(path, ".zattrs"), attributes)
+    def _write_document(self, key: str, document: dict[str, Any]) -> None:
+        """Write a metadata document at a '/'-separated store key below the root."""
+        _write_json(os.path.join(self.temp_path, *key.split("/")), document)
+        self._documents[key] = document
 
     def _ensure_groups(self, name: str) -> str:
         """Create the intermediate groups of a nested array name; returns the array folder."""
-        path = self.temp_path
-        for part in name.split("/")[:-1]:
-            path = os.path.join(path, part)
+        parts = name.split("/")
+        for depth in range(1, len(parts)):
+            group = "/".join(parts[:depth])
+            path = os.path.join(self.temp_path, *parts[:depth])
             if not os.path.isdir(path):
                 os.mkdir(path)
-                self._write_group(path, {})
-        path = os.path.join(path, name.split("/")[-1])
+                if self.zarr_format == 3:
+                    doc = {"attributes": {}, "zarr_format": 3, "node_type": "group"}
+                    self._write_document(f"{group}/zarr.json", doc)
+                else:
+                    self._write_document(f"{group}/.zgroup", {"zarr_format": 2})
+        path = os.path.join(self.temp_path, *parts)
         os.mkdir(path)
         return path
 
@@ -194,7 +203,7 @@ class ZarrSink:
             }
             if not spec.shape:
                 del doc["dimension_names"]  # as zarr-python writes a 0-d array
-            _write_json(os.path.join(path, "zarr.json"), doc)
+            self._write_document(f"{spec.name}/zarr.json", doc)
             return self._track(
                 _ZarrArray(path, spec.shape, spec.chunks, dtype, 3, inner_chunks, spec.axis)
             )
@@ -209,9 +218,9 @@ class ZarrSink:
             "compressor": self.preset.zarr2_compressor(),
             "zarr_format": 2,
         }
-        _write_json(os.path.join(path, ".zarray"), doc)
+        self._write_document(f"{spec.name}/.zarray", doc)
         attributes = {**spec.attributes, "_ARRAY_DIMENSIONS": list(spec.dimension_names)}
-        _write_json(os.path.join(path, ".zattrs"), attributes)
+        self._write_document(f"{spec.name}/.zattrs", attributes)
         return self._track(_ZarrArray(path, spec.shape, spec.chunks, dtype, 2, axis=spec.axis))
 
     def _track(self, array: _ZarrArray) -> _ZarrArray:
@@ -339,6 +348,8 @@ class ZarrSink:
         return handle.stored_bytes + sum(os.path.getsize(p) for p in paths if os.path.exists(p))
 
     def commit(self) -> None:
+        for key, document in root_documents(self.zarr_format, self._attributes, self._documents):
+            _write_json(os.path.join(self.temp_path, key), document)
         publish(self.temp_path, self.final_path, self.durable)
 
     def abort(self) -> None:

@@ -3,10 +3,11 @@
 Object stores have no rename, so a temporary-then-publish store is impossible. Instead the
 metadata documents are the completeness record: every chunk is written first, while zarr's
 metadata writes are held back in memory; on commit the array (and intermediate group)
-documents are written, then the root group's attributes, and the root group's `zarr.json`
-(Zarr 3) or `.zgroup` (Zarr 2) last of all. A reader opening the store by its URL finds no
-group until that last PUT, so it sees either nothing or a complete store. A failed archive
-deletes everything under the store's prefix.
+documents are written, then the root group's documents with consolidated metadata (see
+_consolidated), the root `zarr.json` (Zarr 3) or `.zgroup` (Zarr 2, after `.zattrs` and
+`.zmetadata`) last of all. A reader opening the store by its URL finds no group until that
+last PUT, so it sees either nothing or a complete store, which it opens with that one read.
+A failed archive deletes everything under the store's prefix.
 
 Slabs along another axis than the first hold whole chunks along it, and chunks span every
 other axis, so each slab is whole chunks of the array, which zarr stores in C order. A 0-d
@@ -18,13 +19,14 @@ bytes).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import zarr
 from zarr.abc.store import ByteRequest
-from zarr.core.buffer import Buffer, BufferPrototype
+from zarr.core.buffer import Buffer, BufferPrototype, default_buffer_prototype
 from zarr.core.sync import sync
 from zarr.storage import FsspecStore, WrapperStore
 
@@ -33,10 +35,9 @@ from ..codecs import get_preset
 from ..records import ConvertOptions
 from ..storage import remove_tree
 from . import ArraySpec
+from ._consolidated import root_documents
 
 _METADATA_NAMES = ("zarr.json", ".zgroup", ".zarray", ".zattrs", ".zmetadata")
-# Root documents in the order they are written last; the final one makes the store visible.
-_ROOT_LAST = (".zattrs", ".zmetadata", "zarr.json", ".zgroup")
 
 
 def _is_metadata(key: str) -> bool:
@@ -76,17 +77,25 @@ class MetadataLastStore(WrapperStore[FsspecStore]):
         self.held.pop(key, None)
         await self._store.delete(key)
 
-    def flush_metadata(self) -> None:
-        """Write held documents: nested ones first, the root group's document last."""
-
-        def order(key: str) -> tuple[int, int]:
-            if "/" in key:
-                return (0, -key.count("/"))
-            return (1, _ROOT_LAST.index(key) if key in _ROOT_LAST else -1)
-
-        for key in sorted(self.held, key=order):
-            sync(self._store.set(key, self.held[key]))
+    def flush_metadata(self, zarr_format: int) -> None:
+        """Write held documents: nested ones first (deepest first), then the root group's
+        documents with consolidated metadata, the one that makes the store a group last."""
+        nested = {key: self.held[key] for key in self.held if "/" in key}
+        for key in sorted(nested, key=lambda key: -key.count("/")):
+            sync(self._store.set(key, nested[key]))
+        documents = {key: json.loads(value.to_bytes()) for key, value in nested.items()}
+        for key, document in root_documents(zarr_format, self._root_attributes(), documents):
+            data = json.dumps(document, indent=2, allow_nan=True).encode()
+            sync(self._store.set(key, default_buffer_prototype().buffer.from_bytes(data)))
         self.held.clear()
+
+    def _root_attributes(self) -> dict[str, Any]:
+        """The root group's attributes as zarr wrote them (held, not yet stored)."""
+        if "zarr.json" in self.held:
+            return json.loads(self.held["zarr.json"].to_bytes()).get("attributes", {})
+        if ".zattrs" in self.held:
+            return json.loads(self.held[".zattrs"].to_bytes())
+        return {}
 
     def stored_bytes(self, prefix: str) -> int:
         """Bytes of chunks and held documents under `prefix/` (no listing of the bucket)."""
@@ -166,7 +175,7 @@ class ZarrURLSink:
         return self.store.stored_bytes(handle.array.path)
 
     def commit(self) -> None:
-        self.store.flush_metadata()
+        self.store.flush_metadata(self.zarr_format)
 
     def abort(self) -> None:
         self.store.held.clear()

@@ -200,6 +200,10 @@ def inspect_output(out: str | os.PathLike[str]) -> dict[str, Any]:
         )
     complete = doc.get("complete", True)
     written = doc.get("written")
+    if not complete:  # stores its run finished after it last wrote the manifest, or killed
+        listed = {s["relpath"] for s in stores}
+        unlisted = [s for s in _found_stores(out) if s["relpath"] not in listed]
+        stores.extend(unlisted)
     return _summary(
         out,
         stores,
@@ -239,6 +243,12 @@ def _summary(
 def inspect_unfinished(out: str | os.PathLike[str]) -> dict[str, Any]:
     """A run folder without manifest.json (its run was killed before writing one): the stores
     found in it, each described by its own metadata."""
+    root = os.path.abspath(os.fspath(out))
+    return _summary(root, _found_stores(root), False, None, None, {}, UNFINISHED.format(when=""))
+
+
+def _found_stores(out: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """The stores in a run folder, found by walking it, each described by its own metadata."""
     from .outdir import stores_in
 
     root = os.path.abspath(os.fspath(out))
@@ -263,7 +273,7 @@ def inspect_unfinished(out: str | os.PathLike[str]) -> dict[str, Any]:
                 "skipped_members": [],
             }
         )
-    return _summary(root, stores, False, None, None, {}, UNFINISHED.format(when=""))
+    return stores
 
 
 def is_output_folder(path: str | os.PathLike[str]) -> bool:
@@ -346,10 +356,11 @@ def output_lines(info: dict[str, Any]) -> list[str]:
     lines = [head]
     if info.get("note"):
         lines.append(f"  note      {info['note']}")
-    if c["found"]:
-        lines.append(f"  stores    {c['found']} complete stores found in the folder")
-    else:
+    if info["written"] is not None:
         lines.extend(_manifest_summary(info, opts, c))
+    if c["found"]:
+        more = " more (not in the manifest)" if info["written"] is not None else ""
+        lines.append(f"  stores    {c['found']}{more} complete stores found in the folder")
     lines.append(
         f"  bytes     {human_bytes(info['nbytes'])} of arrays stored in "
         f"{human_bytes(info['stored_bytes'])}" + (f" (ratio {ratio:.2f})" if ratio else "")

@@ -136,17 +136,23 @@ def _convert_all(
     # with every worker still busy, took that CPU from them instead.
     warm_at = max(1, len(tasks) - (config.workers or os.cpu_count() or 1) + 1)
     next_write = time.monotonic() + MANIFEST_EVERY_S
-    for done, result in enumerate(executor.map(convert_fn, tasks), 1):
-        by_relpath[result.relpath] = result
-        if on_result is not None:
-            on_result(result)
-        if all_h5 and done == warm_at:
-            from .combine import load_writer
+    results = executor.map(convert_fn, tasks)
+    try:
+        for done, result in enumerate(results, 1):
+            by_relpath[result.relpath] = result
+            if on_result is not None:
+                on_result(result)
+            if all_h5 and done == warm_at:
+                from .combine import load_writer
 
-            load_writer()
-        if time.monotonic() >= next_write:
-            manifest.write(list(by_relpath.values()), complete=False)
-            next_write = time.monotonic() + MANIFEST_EVERY_S
+                load_writer()
+            if time.monotonic() >= next_write:
+                manifest.write(list(by_relpath.values()), complete=False)
+                next_write = time.monotonic() + MANIFEST_EVERY_S
+    finally:
+        # An error in this loop stops the executor's workers at once (a generator's close),
+        # not whenever the generator is collected.
+        getattr(results, "close", lambda: None)()
 
 
 def run(
@@ -189,8 +195,11 @@ def run(
         try:
             _convert_all(config, todo, manifest, by_relpath, on_result)
         except BaseException:
-            # Interrupted (Ctrl-C, SIGTERM, an executor's error): the stores that finished stay,
-            # and the manifest lists them, marked incomplete; rerunning convert resumes.
+            # Interrupted (Ctrl-C, SIGTERM, an executor's error): the executor has stopped its
+            # workers; the stores that finished stay and the manifest lists them, marked
+            # incomplete; partial ones are removed. Rerunning convert resumes.
+            if not remote:
+                remove_leftovers(out)
             manifest.write(list(by_relpath.values()), complete=False)
             raise
         if not remote:

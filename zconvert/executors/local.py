@@ -133,6 +133,16 @@ def plan_batches(tasks: Sequence[Task], workers: int) -> list[list[int]]:
     return batches
 
 
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """End a pool's workers now, mid-task: an interrupted run must not go on converting the
+    tasks already handed to them (shutdown(cancel_futures=True) waits for those). Their
+    temporaries are removed by the run; stores at final paths are complete either way.
+    ProcessPoolExecutor has no public way to do this before Python 3.14 (terminate_workers)."""
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        with contextlib.suppress(Exception):
+            process.terminate()
+
+
 def _next_finished(finished: queue.SimpleQueue[Future[list[Result]]]) -> Future[list[Result]]:
     while True:
         try:
@@ -194,6 +204,9 @@ class LocalExecutor:
                 except Exception as exc:  # the batch could not be sent or run at all
                     for i in batch:
                         yield crashed_result(tasks[i], f"{type(exc).__name__}: {exc}")
+        except BaseException:  # interrupted (Ctrl-C, SIGTERM) or closed early by the caller
+            _stop_workers(pool)
+            raise
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
         broken = sorted(set(broken))
@@ -234,6 +247,10 @@ class LocalExecutor:
                         yield crashed_result(task, f"{type(exc).__name__}: {exc}")
                     finally:
                         pool.shutdown(wait=True)
+        except BaseException:
+            for _task, pool in running.values():
+                _stop_workers(pool)
+            raise
         finally:
             for _task, pool in running.values():
                 pool.shutdown(wait=True, cancel_futures=True)

@@ -1,0 +1,214 @@
+"""Stores that other readers open as they are: Zarr with consolidated metadata (zarr-python,
+xarray, tensorstore) that is written last, locally and on object storage."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+
+import zconvert
+from zconvert.records import ConvertOptions
+from zconvert.sinks import ArraySpec, open_sink
+
+from ._s3 import S3, s3_fixture, s3_server  # noqa: F401  (fixtures)
+from .conftest import float_rows, make_zip
+
+xr = pytest.importorskip("xarray")
+
+# (zarr_format, shard_rows): Zarr 3, Zarr 2 and sharded Zarr 3.
+ZARR_KINDS = [(3, None), (2, None), (3, 48)]
+
+
+def _npy(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+def _members() -> dict[str, bytes | np.ndarray]:
+    """Arrays of several ranks and row counts, one of them in a group."""
+    return {
+        "a.bin": float_rows(30, seed=1),
+        "b.bin": float_rows(50, seed=2),
+        "sub/c.bin": float_rows(30, seed=3),
+        "cube.npy": _npy(np.arange(60, dtype="<f8").reshape(5, 3, 4)),
+        "line.npy": _npy(np.arange(7, dtype="<i4")),
+        "fortran.npy": _npy(np.asfortranarray(float_rows(6, seed=4))),
+    }
+
+
+def _convert(tmp_path: Path, members: dict, fmt: str, **options) -> Path:
+    """Archive `members` into in/a.zip (once) and convert it into out-FORMAT; returns the
+    store path."""
+    if not (tmp_path / "in" / "a.zip").exists():
+        make_zip(tmp_path / "in" / "a.zip", members)
+    report = zconvert.convert(
+        tmp_path / "in",
+        tmp_path / f"out-{fmt}",
+        format=fmt,
+        chunk_rows=16,
+        executor="serial",
+        **options,
+    )
+    assert report.ok, report.failed
+    return Path(report.results[0].store)
+
+
+# -- Zarr with consolidated metadata ---------------------------------------------------------
+
+
+def _zarr_kwargs(shard_rows: int | None) -> dict:
+    return {"shard_rows": shard_rows} if shard_rows else {}
+
+
+def _read_with_tensorstore(store: Path, name: str, zarr_format: int) -> np.ndarray:
+    ts = pytest.importorskip("tensorstore")
+    spec = {
+        "driver": "zarr3" if zarr_format == 3 else "zarr",
+        "kvstore": {"driver": "file", "path": str(store / name)},
+    }
+    return ts.open(spec, read=True, open=True).result().read().result()
+
+
+@pytest.mark.parametrize(("zarr_format", "shard_rows"), ZARR_KINDS)
+def test_zarr_opens_consolidated_without_warnings(tmp_path, zarr_format, shard_rows):
+    members = _members()
+    store = _convert(tmp_path, members, "zarr", zarr_format=zarr_format, **_zarr_kwargs(shard_rows))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        group = zarr.open_group(store, mode="r", use_consolidated=True)
+        with xr.open_zarr(store) as ds:
+            np.testing.assert_array_equal(ds["a"].values, members["a.bin"])
+            np.testing.assert_array_equal(ds["fortran"].values, float_rows(6, seed=4))
+        with xr.open_zarr(store, group="sub") as ds:
+            np.testing.assert_array_equal(ds["c"].values, members["sub/c.bin"])
+    assert group.metadata.consolidated_metadata is not None
+    listed = zarr.open_group(store, mode="r", use_consolidated=False)
+    consolidated = dict(group.members(max_depth=None))
+    assert sorted(consolidated) == sorted(n for n, _ in listed.members(max_depth=None))
+    for name, node in listed.members(max_depth=None):
+        if isinstance(node, zarr.Array):  # the same documents as the arrays' own
+            assert consolidated[name].metadata == node.metadata
+            assert consolidated[name].shards == node.shards
+    assert zconvert.array_names(store) == ["a", "b", "cube", "fortran", "line", "sub/c"]
+    tensorstore_view = _read_with_tensorstore(store, "b", zarr_format)
+    np.testing.assert_array_equal(tensorstore_view, members["b.bin"])
+
+
+@pytest.mark.parametrize("zarr_format", [3, 2])
+def test_zarr_root_document_is_written_last(tmp_path, monkeypatch, zarr_format):
+    from zconvert.sinks import zarr as zarr_sink
+
+    written: list[str] = []
+    original = zarr_sink._write_json
+
+    def record(path: str, document: dict) -> None:
+        written.append(os.path.basename(path) if os.path.dirname(path) == sink.temp_path else "")
+        original(path, document)
+
+    monkeypatch.setattr(zarr_sink, "_write_json", record)
+    options = ConvertOptions(format="zarr", zarr_format=zarr_format, codec="none")
+    sink = open_sink(str(tmp_path / "s.zarr"), options, {"k": 1})
+    handle = sink.add_array(ArraySpec("sub/a", (4, 4), "<f4", (2, 4), ("row", "column"), {}))
+    sink.write_slab(handle, 0, float_rows(4))
+    sink.finish_array(handle)
+    # before commit the temporary folder is no store: no root document yet
+    assert not {"zarr.json", ".zgroup", ".zmetadata"} & set(os.listdir(sink.temp_path))
+    sink.commit()
+    root = [name for name in written if name]
+    assert root == (["zarr.json"] if zarr_format == 3 else [".zattrs", ".zmetadata", ".zgroup"])
+    assert written[-1] == root[-1]
+
+
+@pytest.mark.parametrize("zarr_format", [3, 2])
+def test_zarr_without_its_root_document_is_no_store(tmp_path, zarr_format):
+    store = _convert(tmp_path, {"a.bin": float_rows(10)}, "zarr", zarr_format=zarr_format)
+    # what an interrupted commit leaves: everything but the document written last
+    os.unlink(store / ("zarr.json" if zarr_format == 3 else ".zgroup"))
+    with pytest.raises(zconvert.StoreError, match="not a Zarr store"):
+        zconvert.array_names(store)
+    with pytest.raises(FileNotFoundError):
+        zarr.open_group(store, mode="r", use_consolidated=True)
+    with pytest.raises((FileNotFoundError, ValueError)):
+        xr.open_zarr(store)
+
+
+@pytest.mark.parametrize("zarr_format", [3, 2])
+def test_zarr_url_sink_consolidates_and_puts_the_root_document_last(tmp_path, zarr_format):
+    url = f"memory://interop-{zarr_format}-{tmp_path.name}/s.zarr"
+    options = ConvertOptions(format="zarr", zarr_format=zarr_format, codec="blosc-lz4")
+    sink = open_sink(url, options, {"k": 1}, {})
+    puts: list[str] = []
+    inner_set = sink.store._store.set
+
+    async def record(key, value):
+        puts.append(key)
+        await inner_set(key, value)
+
+    sink.store._store.set = record
+    data = float_rows(40)
+    for name in ("a", "sub/b"):
+        handle = sink.add_array(ArraySpec(name, (40, 4), "<f4", (16, 4), ("row", "column"), {}))
+        sink.write_slab(handle, 0, data)
+        sink.finish_array(handle)
+    assert not any(key.rsplit("/", 1)[-1] in {"zarr.json", ".zgroup"} for key in puts)
+    sink.commit()
+    last = "zarr.json" if zarr_format == 3 else ".zgroup"
+    assert puts[-1] == last and puts.count(last) == 1
+    if zarr_format == 2:
+        assert puts[-3:] == [".zattrs", ".zmetadata", ".zgroup"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        group = zarr.open_group(url, mode="r", use_consolidated=True)
+        assert group.attrs["k"] == 1
+        with xr.open_zarr(url, group="sub") as ds:
+            np.testing.assert_array_equal(ds["b"].values, data)
+    assert sorted(dict(group.members(max_depth=None))) == ["a", "sub", "sub/b"]
+
+
+@pytest.mark.filterwarnings("ignore::ResourceWarning")
+@pytest.mark.parametrize("zarr_format", [3, 2])
+def test_zarr_on_s3_opens_in_one_read_without_warnings(tmp_path, s3: S3, zarr_format):
+    data = float_rows(300)
+    make_zip(tmp_path / "in" / "a.zip", {"blob.bin": data, "sub/b.bin": data[:7]})
+    out = s3.url(f"out{zarr_format}")
+    report = zconvert.convert(
+        tmp_path / "in",
+        out,
+        zarr_format=zarr_format,
+        storage_options=s3.storage_options,
+        executor="serial",
+    )
+    assert report.ok, report.failed
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warnings.simplefilter("ignore", ResourceWarning)  # s3fs's sockets, not ours
+        with xr.open_zarr(f"{out}/a.zarr", storage_options=s3.storage_options) as ds:
+            np.testing.assert_array_equal(ds["blob"].values, data)
+        with xr.open_zarr(f"{out}/a.zarr", group="sub", storage_options=s3.storage_options) as ds:
+            np.testing.assert_array_equal(ds["b"].values, data[:7])
+
+
+def test_local_and_url_zarr_consolidate_alike(tmp_path):
+    """The local sink writes zarr's documents itself; the URL sink has zarr write them: both
+    consolidate to what zarr-python reads back as the same arrays."""
+    options = ConvertOptions(format="zarr", zarr_format=3, codec="none")
+    stores = {}
+    for where in (str(tmp_path / "s.zarr"), f"memory://alike-{tmp_path.name}/s.zarr"):
+        sink = open_sink(where, options, {"k": 1}, {})
+        handle = sink.add_array(ArraySpec("sub/a", (8, 4), "<f4", (4, 4), ("row", "column"), {}))
+        sink.write_slab(handle, 0, float_rows(8))
+        sink.finish_array(handle)
+        sink.commit()
+        stores[where] = zarr.open_group(where, mode="r", use_consolidated=True)
+    local, url = stores.values()
+    assert local["sub/a"].metadata == url["sub/a"].metadata
+    root = json.loads((tmp_path / "s.zarr" / "zarr.json").read_text())
+    assert list(root["consolidated_metadata"]["metadata"]) == ["sub", "sub/a"]

@@ -9,8 +9,10 @@ check is cheap enough for a dry run or the parent process.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,12 +38,28 @@ class StoredArray:
 
 def read_store_metadata(store: str) -> tuple[dict[str, Any], list[StoredArray]]:
     """A store's root attributes and its arrays' metadata, without reading array data."""
+    with opened_store(store) as (root, arrays, _):
+        return root, arrays
+
+
+@contextlib.contextmanager
+def opened_store(
+    store: str, stored_bytes: bool = True
+) -> Iterator[tuple[dict[str, Any], list[StoredArray], dict[str, Any]]]:
+    """(root attributes, arrays' metadata sorted by name, open array handles by name) of a
+    store, open for as long as the block runs. `stored_bytes=False` skips listing each array's
+    stored chunks (a store request of its own per array)."""
     from .readers import store_format
 
     if store_format(store) == "zarr":
         import zarr
 
         group = zarr.open_group(store, mode="r")
+        nodes = {
+            name: node
+            for name, node in group.members(max_depth=None)
+            if isinstance(node, zarr.Array)
+        }
         arrays = [
             StoredArray(
                 name=name,
@@ -49,20 +67,24 @@ def read_store_metadata(store: str) -> tuple[dict[str, Any], list[StoredArray]]:
                 shape=tuple(node.shape),
                 dtype=node.dtype.str,
                 chunks=tuple(node.chunks),
-                stored_bytes=int(node.nbytes_stored()),  # a listing, no chunk is read
+                # a listing, no chunk is read
+                stored_bytes=int(node.nbytes_stored()) if stored_bytes else None,
                 shards=tuple(node.shards) if node.shards else None,
             )
-            for name, node in group.members(max_depth=None)
-            if isinstance(node, zarr.Array)
+            for name, node in nodes.items()
         ]
-        return dict(group.attrs), sorted(arrays, key=lambda a: a.name)
+        yield dict(group.attrs), sorted(arrays, key=lambda a: a.name), nodes
+        return
     import h5py
+    import hdf5plugin  # noqa: F401 - the filters compressed datasets are read through
 
     found: list[StoredArray] = []
+    handles: dict[str, Any] = {}
     with h5py.File(store, "r", locking=False) as f:
 
         def visit(name: str, obj: Any) -> None:
             if isinstance(obj, h5py.Dataset):
+                handles[name] = obj
                 found.append(
                     StoredArray(
                         name=name,
@@ -76,7 +98,7 @@ def read_store_metadata(store: str) -> tuple[dict[str, Any], list[StoredArray]]:
 
         f.visititems(visit)
         root = {k: _plain(v) for k, v in f.attrs.items()}
-    return root, sorted(found, key=lambda a: a.name)
+        yield root, sorted(found, key=lambda a: a.name), handles
 
 
 def _plain(value: Any) -> Any:

@@ -23,7 +23,7 @@ from .inflate import crc32
 from .manifest import manifest_path, read_results
 from .members import list_members, open_archive
 from .records import ArrayRecord, ConvertOptions, Result, VerifyTask
-from .resume import StoredArray, read_store_metadata
+from .resume import StoredArray, opened_store
 
 SLAB_BYTES = 8 << 20
 
@@ -135,9 +135,20 @@ def verify_store(
 ) -> list[str]:
     """Re-read one store's arrays; `expected` (from the manifest) must agree with them too."""
     try:
-        root, arrays = read_store_metadata(store)
+        with opened_store(store, stored_bytes=False) as (root, arrays, handles):
+            return _check_store(store, root, arrays, handles, sources, expected)
     except Exception as exc:
         return [f"{store}: cannot be opened ({type(exc).__name__}: {exc})"]
+
+
+def _check_store(
+    store: str,
+    root: dict[str, Any],
+    arrays: list[StoredArray],
+    handles: dict[str, Any],
+    sources: bool,
+    expected: tuple[ArrayRecord, ...] | None,
+) -> list[str]:
     problems: list[str] = []
     if not arrays:
         problems.append(f"{store}: holds no arrays")
@@ -164,7 +175,7 @@ def verify_store(
             if a.name not in listed
         )
     for array in arrays:
-        problem = _check_array(store, array)
+        problem = _check_array(array, handles[array.name])
         if problem:
             problems.append(f"{store}: {array.name}: {problem}")
     if sources:
@@ -172,7 +183,7 @@ def verify_store(
     return problems
 
 
-def _check_array(store: str, array: StoredArray) -> str | None:
+def _check_array(array: StoredArray, handle: Any) -> str | None:
     attrs = array.attrs
     if "crc32" not in attrs or "nbytes" not in attrs or "dtype" not in attrs:
         return "no crc32/nbytes/dtype attributes (not written by zconvert?)"
@@ -181,7 +192,7 @@ def _check_array(store: str, array: StoredArray) -> str | None:
     if nbytes != attrs["nbytes"]:
         return f"holds {nbytes} bytes but the source member had {attrs['nbytes']}"
     try:
-        crc = _array_crc32(store, array, dtype)
+        crc = _array_crc32(array, handle, dtype)
     except Exception as exc:
         return f"cannot be read ({type(exc).__name__}: {exc})"
     if crc != attrs["crc32"]:
@@ -194,37 +205,25 @@ def _npy_header(array: StoredArray) -> bytes:
     return bytes.fromhex(array.attrs.get("npy_header_hex") or "")
 
 
-def _array_crc32(store: str, array: StoredArray, dtype: np.dtype) -> int:
+def _array_crc32(array: StoredArray, handle: Any, dtype: np.dtype) -> int:
     """The CRC32 of the member the array came from: its .npy header, if it had one, then its
     data in the member's byte order (a Fortran array's column by column)."""
-    from .readers import open as open_array
-
-    handle = open_array(store, array.name)
-    try:
-        crc = crc32(_npy_header(array), 0)
-        if not array.shape:
-            return crc32(memoryview(np.ascontiguousarray(handle[()], dtype=dtype)).cast("B"), crc)
-        fortran = bool(array.attrs.get("fortran_order")) and len(array.shape) > 1
-        axis = len(array.shape) - 1 if fortran else 0
-        rows = array.shape[axis]
-        row_bytes = dtype.itemsize * math.prod(array.shape) // max(rows, 1)
-        chunk_rows = max(1, array.chunks[axis] if array.chunks else 1)
-        # Whole chunks per read: a compressed chunk is decoded once, never twice.
-        step = chunk_rows * max(1, SLAB_BYTES // max(1, chunk_rows * row_bytes))
-        lead = (slice(None),) * axis
-        for start in range(0, rows, step):
-            block = np.asarray(handle[(*lead, slice(start, start + step))], dtype=dtype)
-            block = np.ascontiguousarray(block.T if fortran else block)
-            crc = crc32(memoryview(block).cast("B"), crc)
-        return crc
-    finally:
-        _close(handle)
-
-
-def _close(handle: Any) -> None:
-    file = getattr(handle, "file", None)  # an h5py.Dataset keeps its File open
-    if file is not None and hasattr(file, "close"):
-        file.close()
+    crc = crc32(_npy_header(array), 0)
+    if not array.shape:
+        return crc32(memoryview(np.ascontiguousarray(handle[()], dtype=dtype)).cast("B"), crc)
+    fortran = bool(array.attrs.get("fortran_order")) and len(array.shape) > 1
+    axis = len(array.shape) - 1 if fortran else 0
+    rows = array.shape[axis]
+    row_bytes = dtype.itemsize * math.prod(array.shape) // max(rows, 1)
+    chunk_rows = max(1, array.chunks[axis] if array.chunks else 1)
+    # Whole chunks per read: a compressed chunk is decoded once, never twice.
+    step = chunk_rows * max(1, SLAB_BYTES // max(1, chunk_rows * row_bytes))
+    lead = (slice(None),) * axis
+    for start in range(0, rows, step):
+        block = np.asarray(handle[(*lead, slice(start, start + step))], dtype=dtype)
+        block = np.ascontiguousarray(block.T if fortran else block)
+        crc = crc32(memoryview(block).cast("B"), crc)
+    return crc
 
 
 def _selection(root: dict[str, Any]) -> tuple[tuple[str, ...], tuple[str, ...]]:

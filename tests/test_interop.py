@@ -1,27 +1,35 @@
-"""Stores that other readers open as they are: Zarr with consolidated metadata (zarr-python,
-xarray, tensorstore) that is written last, locally and on object storage."""
+"""Stores that other readers open as they are: HDF5 as netCDF-4 (h5netcdf, netCDF4) with the
+Zarr stores' dimension names, compressed HDF5 through hdf5plugin, and Zarr with consolidated
+metadata (zarr-python, xarray, tensorstore) that is written last, locally and on object
+storage."""
 
 from __future__ import annotations
 
 import io
 import json
 import os
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 import zarr
 
 import zconvert
+from zconvert.layout import hdf5_arrays, is_netcdf_dimension
 from zconvert.records import ConvertOptions
 from zconvert.sinks import ArraySpec, open_sink
+from zconvert.sinks.hdf5 import netcdf_dimensions
 
 from ._s3 import S3, s3_fixture, s3_server  # noqa: F401  (fixtures)
 from .conftest import float_rows, make_zip
 
 xr = pytest.importorskip("xarray")
 
+ENGINES = ["h5netcdf", "netcdf4"]
 # (zarr_format, shard_rows): Zarr 3, Zarr 2 and sharded Zarr 3.
 ZARR_KINDS = [(3, None), (2, None), (3, 48)]
 
@@ -59,6 +67,147 @@ def _convert(tmp_path: Path, members: dict, fmt: str, **options) -> Path:
     )
     assert report.ok, report.failed
     return Path(report.results[0].store)
+
+
+def _dims(ds) -> dict[str, tuple[str, ...]]:
+    return {name: ds[name].dims for name in ds.data_vars}
+
+
+def _open_netcdf(store: Path, engine: str, group: str | None = None, **kwargs):
+    """xarray's netCDF reading of an HDF5 store (h5netcdf is a test dependency; netCDF4, the
+    netCDF-C library, is optional)."""
+    pytest.importorskip({"h5netcdf": "h5netcdf", "netcdf4": "netCDF4"}[engine])
+    return xr.open_dataset(store, engine=engine, group=group, **kwargs)
+
+
+# -- HDF5 as netCDF-4 -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("codec", ["none", "blosc-lz4", "zstd"])
+@pytest.mark.parametrize("engine", ENGINES)
+def test_hdf5_opens_as_netcdf_with_the_zarr_dimension_names(tmp_path, engine, codec):
+    import hdf5plugin  # noqa: F401  (the filters of compressed stores)
+
+    members = _members()
+    h5 = _convert(tmp_path, members, "hdf5", codec=codec)
+    zstore = _convert(tmp_path, members, "zarr", codec=codec)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no phony_dim warning, nor any other
+        for group in (None, "sub"):
+            with (
+                _open_netcdf(h5, engine, group) as ds,
+                xr.open_zarr(zstore, group=group) as zds,
+            ):
+                assert _dims(ds) == _dims(zds)
+                assert not any(d.startswith("phony_dim") for d in ds.dims)
+                assert dict(ds.sizes) == dict(zds.sizes)
+                for name in ds.data_vars:
+                    np.testing.assert_array_equal(ds[name].values, zds[name].values)
+    with xr.open_zarr(zstore) as zds:
+        dims = _dims(zds)
+    # rows of different lengths are different dimensions; equal lengths share one
+    assert dims["a"] == ("a_row", "column") and dims["b"] == ("b_row", "column")
+    assert dims["fortran"] == ("fortran_row", "column")
+    assert dims["cube"] == ("cube_row", "dim_1", "dim_2")
+    assert dims["line"] == ("line_row",)
+
+
+def test_hdf5_arrays_of_one_length_share_row_and_column(tmp_path):
+    members = {"a.bin": float_rows(20, seed=1), "sub/b.bin": float_rows(20, seed=2)}
+    h5 = _convert(tmp_path, members, "hdf5", codec="none")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with _open_netcdf(h5, "h5netcdf") as ds:
+            assert ds["a"].dims == ("row", "column") and dict(ds.sizes) == {"row": 20, "column": 4}
+        with _open_netcdf(h5, "h5netcdf", "sub") as ds:
+            assert ds["b"].dims == ("row", "column")  # the root's dimensions, as in netCDF-4
+    with h5py.File(h5, "r") as f:
+        assert [d.label for d in f["a"].dims] == ["row", "column"]  # labels kept
+        assert f["a"].attrs["_ARRAY_DIMENSIONS"].tolist() == ["row", "column"]
+        assert is_netcdf_dimension(f["row"]) and not is_netcdf_dimension(f["a"])
+        assert f["row"].id.get_storage_size() == 0  # a scale holds no data
+
+
+def test_dimension_scales_are_not_arrays_to_our_readers(tmp_path):
+    members = _members()
+    h5 = _convert(tmp_path, members, "hdf5", codec="none")
+    zstore = _convert(tmp_path, members, "zarr", codec="none")
+    names = ["a", "b", "cube", "fortran", "line", "sub/c"]
+    assert zconvert.array_names(h5) == zconvert.array_names(zstore) == names
+    with h5py.File(h5, "r") as f:
+        assert [name for name, _ in hdf5_arrays(f)] == names
+        assert "a_row" in f and "column" in f  # the scales are there, beside the arrays
+    mapped = zconvert.open_memmap(h5, "a")  # contiguous datasets stay mappable
+    np.testing.assert_array_equal(mapped, members["a.bin"])
+    single = _convert(tmp_path / "one", {"blob.bin": float_rows(9)}, "hdf5", codec="none")
+    assert zconvert.array_names(single) == ["blob"]
+    np.testing.assert_array_equal(zconvert.open_memmap(single), float_rows(9))  # no name=
+
+
+def test_a_dimension_named_like_an_array_gets_no_scale(tmp_path):
+    members = {"row.bin": float_rows(10, seed=1), "b.bin": float_rows(10, seed=2)}
+    h5 = _convert(tmp_path, members, "hdf5", codec="none")
+    assert zconvert.array_names(h5) == ["b", "row"]
+    with h5py.File(h5, "r") as f:
+        assert [len(d) for d in f["b"].dims] == [0, 0]  # all axes scaled, or none
+        assert is_netcdf_dimension(f["column"]) and not is_netcdf_dimension(f["row"])
+    with _open_netcdf(h5, "h5netcdf", phony_dims="sort") as ds:
+        np.testing.assert_array_equal(ds["row"].values, members["row.bin"])
+
+
+def test_netcdf_dimension_rule():
+    arrays = [(("row", "column"), (5, 4)), (("x_row", "column"), (6, 4)), ((), ())]
+    assert netcdf_dimensions(arrays, {"a"}) == {"row": 5, "column": 4, "x_row": 6}
+    assert netcdf_dimensions(arrays, {"column"}) == {"row": 5, "x_row": 6}
+    # a name given two lengths (never by the worker) is no netCDF dimension
+    assert netcdf_dimensions([(("row",), (5,)), (("row",), (6,))], set()) == {}
+
+
+@pytest.mark.slow
+def test_a_dimension_shared_by_thousands_of_arrays(tmp_path):
+    # each attached array is a REFERENCE_LIST entry of the scale: past about 4,000 the
+    # attribute outgrows HDF5's compact storage (64 KiB), which libver v108 lifts
+    options = ConvertOptions(format="hdf5", codec="none")
+    sink = open_sink(str(tmp_path / "many.h5"), options, {})
+    n = 4500
+    for i in range(n):
+        handle = sink.add_array(ArraySpec(f"m{i}", (2, 4), "<f4", (2, 4), ("row", "column"), {}))
+        sink.write_slab(handle, 0, np.full((2, 4), i, dtype="<f4"))
+        sink.finish_array(handle)
+    sink.commit()
+    with h5py.File(tmp_path / "many.h5", "r") as f:
+        assert len(f["column"].attrs["REFERENCE_LIST"]) == n
+        last = f[f"m{n - 1}"]
+        assert [dim[0].name for dim in last.dims] == ["/row", "/column"]
+        assert last[0, 0] == n - 1
+    # (not opened with xarray here: h5netcdf takes seconds per thousand variables)
+
+
+def test_compressed_hdf5_needs_import_hdf5plugin_or_its_plugin_path(tmp_path):
+    import hdf5plugin
+
+    data = float_rows(100)
+    h5 = _convert(tmp_path, {"blob.bin": data}, "hdf5", codec="blosc-lz4")
+    read = f"import h5py; print(h5py.File({str(h5)!r}, 'r')['blob'][...].sum())"
+    env = {k: v for k, v in os.environ.items() if k != "HDF5_PLUGIN_PATH"}
+
+    def run(code: str, **extra_env: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            env={**env, **extra_env},
+            timeout=60,
+        )
+
+    bare = run(read)
+    assert bare.returncode != 0 and "OSError" in bare.stderr  # as the README warns
+    for done in (
+        run("import hdf5plugin; " + read),
+        run(read, HDF5_PLUGIN_PATH=hdf5plugin.PLUGIN_PATH),
+    ):
+        assert done.returncode == 0, done.stderr
+        assert np.isclose(float(done.stdout), data.sum(dtype=np.float64), rtol=1e-5)
 
 
 # -- Zarr with consolidated metadata ---------------------------------------------------------

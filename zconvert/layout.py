@@ -1,9 +1,14 @@
-"""Where a mappable Zarr array keeps its bytes: one uncompressed chunk, one plain file.
+"""What the sinks lay out and the readers must know: where a mappable Zarr array keeps its
+bytes, and which datasets of an HDF5 store are its arrays.
 
 zarr has no memory-mapped read path, but an array stored as a single chunk with no
 compressor, no filter and C order is, byte for byte, the raw array in its chunk file
 (`c/0/0` in Zarr 3 with the default key encoding, `0.0` in Zarr 2). The sink writes that file
 itself and the readers map it; both ask this module where it is and in what byte order.
+
+An HDF5 store also holds the netCDF-4 dimensions of its arrays (see sinks/hdf5.py): datasets
+marked as dimension scales that are not variables, which hold no data. Readers list a store's
+arrays through `hdf5_arrays`, which leaves them out.
 """
 
 from __future__ import annotations
@@ -61,3 +66,33 @@ def not_mappable_reason(array: Any) -> str | None:
 def chunk_path(store: str, array: Any) -> str:
     """The local file holding the array's only chunk."""
     return os.path.join(store, *array.path.split("/"), *chunk_key(array).split("/"))
+
+
+# The NAME attribute netCDF-4 gives a dimension's scale when no variable holds its values;
+# netCDF-C and h5netcdf list such a dataset as a dimension only, and so do our readers.
+NETCDF_DIMENSION_ONLY = "This is a netCDF dimension but not a netCDF variable."
+
+
+def is_netcdf_dimension(dataset: Any) -> bool:
+    """Whether an h5py dataset is a netCDF dimension holding no array (a scale, no data)."""
+    attrs = dataset.attrs
+    if attrs.get("CLASS") != b"DIMENSION_SCALE":
+        return False
+    name = attrs.get("NAME", b"")
+    name = name.decode("ascii", "replace") if isinstance(name, bytes) else str(name)
+    return name.startswith(NETCDF_DIMENSION_ONLY)
+
+
+def hdf5_arrays(group: Any) -> list[tuple[str, Any]]:
+    """(path, h5py dataset) of every array below an HDF5 group, sorted by path: its datasets
+    less the netCDF dimensions."""
+    import h5py
+
+    found: list[tuple[str, Any]] = []
+
+    def visit(name: str, obj: Any) -> None:
+        if isinstance(obj, h5py.Dataset) and not is_netcdf_dimension(obj):
+            found.append((name, obj))
+
+    group.visititems(visit)
+    return sorted(found, key=lambda item: item[0])

@@ -11,6 +11,19 @@ each chunk into its cache and ran the filters (a 32 MB member took 120-137 ms of
 89-98 ms for the same Blosc-LZ4 chunks in Zarr), and crashed when a chunk write failed.
 HDF5 writes through DirectFile, so chunks, like contiguous data, go around the page cache.
 
+The file is netCDF-4 as well, so that xarray (h5netcdf, netCDF4) sees the dimension names a
+Zarr store of the same archive has: on commit, each dimension becomes a dataset at the root,
+named after it, marked as a dimension scale that is not a variable (no data, nothing
+allocated), and attached to every axis that has that name. Names follow the worker's rule (one
+name, one length: arrays whose rows differ in length each have their own row dimension). A
+name that is not one dimension of one length, or that names an array or group at the root,
+gets no scale, and the arrays using it none at all (netCDF readers refuse an array with some
+axes scaled and others not): they read as phony dimensions. Readers of the store list its
+arrays without the scales (layout.hdf5_arrays). The file format is HDF5 1.8's (libver v108),
+readable by every HDF5 since 1.8: its dense attribute storage lets a dimension be shared by
+thousands of arrays (each attached array is an entry in the scale's REFERENCE_LIST, which the
+earliest format caps at 64 KiB, about 4,000 entries).
+
 Slabs along another axis than the first (Fortran-ordered sources) fill the dataset in C order
 like any other: chunks along that axis, written at offsets with the chunk index at that axis;
 a contiguous dataset stays contiguous and mappable, its strided runs written through a map of
@@ -31,6 +44,7 @@ import numpy as np
 from .. import chunk_encoder
 from ..codecs import get_preset
 from ..directio import DirectFile, aligned_buffer
+from ..layout import NETCDF_DIMENSION_ONLY
 from ..records import ConvertOptions
 from . import ArraySpec, write_mapped
 from ._atomic import publish, remove_path, temp_sibling
@@ -48,6 +62,7 @@ class _Dataset:
     chunks: tuple[int, ...] | None = None  # a chunked dataset's chunk shape
     axis: int = 0  # the axis slabs run along
     shape: tuple[int, ...] = ()  # kept here for the same reason as `offset`
+    dimension_names: tuple[str, ...] = ()
 
 
 class HDF5Sink:
@@ -71,9 +86,14 @@ class HDF5Sink:
         # page-aligned (alignment below) and go around the page cache like every other array
         # byte zconvert writes. The default libver keeps files readable by HDF5 1.10 tools.
         self._direct_file = DirectFile(self.temp_path, enabled=self.direct_io)
+        self._datasets: list[_Dataset] = []
         try:
             self.file = h5py.File(
-                self._direct_file, "w", alignment_threshold=_PAGE, alignment_interval=_PAGE
+                self._direct_file,
+                "w",
+                libver=("v108", "v108"),
+                alignment_threshold=_PAGE,
+                alignment_interval=_PAGE,
             )
         except BaseException:
             self._direct_file.close()
@@ -110,7 +130,11 @@ class HDF5Sink:
             dim.label = label
         dset.attrs.update(spec.attributes)
         dset.attrs["_ARRAY_DIMENSIONS"] = list(spec.dimension_names)
-        return _Dataset(dset, offset, chunks, spec.axis, tuple(spec.shape))
+        handle = _Dataset(
+            dset, offset, chunks, spec.axis, tuple(spec.shape), tuple(spec.dimension_names)
+        )
+        self._datasets.append(handle)
+        return handle
 
     def partial_writes(self, handle: _Dataset) -> bool:
         return handle.offset is not None  # contiguous: a byte range at a fixed offset
@@ -161,7 +185,24 @@ class HDF5Sink:
     def finish_array(self, handle: _Dataset) -> int | None:
         return int(handle.dset.id.get_storage_size())
 
+    def _write_dimensions(self) -> None:
+        """The netCDF-4 dimensions: a scale per dimension name, attached to the arrays' axes."""
+        lengths = netcdf_dimensions(
+            [(h.dimension_names, h.shape) for h in self._datasets], set(self.file)
+        )
+        scales = {}
+        for dimid, (name, length) in enumerate(lengths.items()):
+            scale = self.file.create_dataset(name, shape=(length,), dtype=">f4")
+            scale.attrs["_Netcdf4Dimid"] = np.int32(dimid)  # netCDF's order of dimensions
+            scale.make_scale(f"{NETCDF_DIMENSION_ONLY}{length:10d}")
+            scales[name] = scale
+        for handle in self._datasets:
+            if handle.shape and all(name in scales for name in handle.dimension_names):
+                for dim, name in zip(handle.dset.dims, handle.dimension_names, strict=True):
+                    dim.attach_scale(scales[name])
+
     def commit(self) -> None:
+        self._write_dimensions()
         self.file.close()
         self._direct_file.close()
         publish(self.temp_path, self.final_path, self.durable)
@@ -175,3 +216,20 @@ class HDF5Sink:
             pass
         finally:
             remove_path(self.temp_path)
+
+
+def netcdf_dimensions(
+    arrays: list[tuple[tuple[str, ...], tuple[int, ...]]], root_names: set[str]
+) -> dict[str, int]:
+    """The dimensions that get a scale, by name in order of first use, with their lengths:
+    each name the arrays (dimension names, shape) give one length, and that names no array
+    or group among `root_names` (where its scale would go)."""
+    lengths: dict[str, set[int]] = {}
+    for names, shape in arrays:
+        for name, length in zip(names, shape, strict=True):
+            lengths.setdefault(name, set()).add(length)
+    return {
+        name: next(iter(found))
+        for name, found in lengths.items()
+        if len(found) == 1 and name not in root_names and name not in ("", ".") and "/" not in name
+    }

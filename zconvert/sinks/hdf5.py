@@ -84,7 +84,9 @@ class HDF5Sink:
         os.makedirs(os.path.dirname(final_path), exist_ok=True)
         # HDF5 writes through our file object (h5py's fileobj driver): its chunk writes are
         # page-aligned (alignment below) and go around the page cache like every other array
-        # byte zconvert writes. The default libver keeps files readable by HDF5 1.10 tools.
+        # byte zconvert writes. libver v108 (HDF5 1.8's format, no later one) keeps files
+        # readable by the HDF5 1.10 tools; the default, earliest, format would cap how many
+        # arrays a dimension scale can serve (see the module docstring).
         self._direct_file = DirectFile(self.temp_path, enabled=self.direct_io)
         self._datasets: list[_Dataset] = []
         try:

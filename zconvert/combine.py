@@ -114,7 +114,10 @@ def write_virtual_dataset(out: str | os.PathLike[str]) -> str | None:
         row += a.shape[0]
     temp = temp_sibling(final)
     try:
-        with h5py.File(temp, "w") as f:
+        # HDF5 1.10's format (virtual datasets need it anyway) keeps large attributes out of
+        # the object header: `sources` names every store, and above about 5,000 stores the
+        # default format's 64 KiB header refused it.
+        with h5py.File(temp, "w", libver=("v110", "v110")) as f:
             # A missing source file reads as NaN (floats), not as plausible zeros.
             fill = np.nan if np.dtype(dtype).kind in "fc" else 0
             dset = f.create_virtual_dataset(COMBINED_DATASET, layout, fillvalue=fill)

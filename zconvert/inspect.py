@@ -126,13 +126,11 @@ def inspect_store(store: str | os.PathLike[str]) -> dict[str, Any]:
         import h5py
         import hdf5plugin  # noqa: F401  (registers the filters so their parameters read back)
 
+        from .layout import hdf5_arrays
+
         with h5py.File(path, "r", locking=False) as f:
             attrs = {k: _plain(v) for k, v in f.attrs.items()}
-            datasets: list[tuple[str, Any]] = []
-            f.visititems(
-                lambda n, obj: datasets.append((n, obj)) if isinstance(obj, h5py.Dataset) else None
-            )
-            for name, dset in sorted(datasets, key=lambda item: item[0]):
+            for name, dset in hdf5_arrays(f):  # the netCDF dimension scales left out
                 arrays.append(
                     _row(
                         name,

@@ -52,10 +52,10 @@ def array_names(store: str | os.PathLike[str]) -> list[str]:
         )
     import h5py
 
-    names: list[str] = []
+    from .layout import hdf5_arrays
+
     with h5py.File(path, "r", locking=False) as f:
-        f.visititems(lambda n, obj: names.append(n) if isinstance(obj, h5py.Dataset) else None)
-    return sorted(names)
+        return [name for name, _ in hdf5_arrays(f)]  # the netCDF dimension scales left out
 
 
 def _pick(path: str, name: str | None) -> str:

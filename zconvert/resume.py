@@ -78,12 +78,14 @@ def opened_store(
     import h5py
     import hdf5plugin  # noqa: F401 - the filters compressed datasets are read through
 
+    from .layout import is_netcdf_dimension
+
     found: list[StoredArray] = []
     handles: dict[str, Any] = {}
     with h5py.File(store, "r", locking=False) as f:
 
         def visit(name: str, obj: Any) -> None:
-            if isinstance(obj, h5py.Dataset):
+            if isinstance(obj, h5py.Dataset) and not is_netcdf_dimension(obj):
                 handles[name] = obj
                 found.append(
                     StoredArray(

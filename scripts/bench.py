@@ -9,8 +9,15 @@ over --repeat rounds; the best wall time of each is kept. Outputs are deleted on
 end (see _discard): start a run a few minutes after deleting many files in the same file
 system, or inode allocation on ext4 without a journal slows the Zarr runs.
 
+Suites: seed (15 archives), seed60, throughput (60 archives against the floor), big (one 1 GiB
+member), small (2,000 tiny archives), startup, shards, codecs; npz (60 .npz files written by
+np.savez_compressed, against the same floor as the ZIPs); memmap (zconvert.open_memmap of a
+stored .npz member against np.load(mmap_mode="r") of the same .npy on disk: open time and a
+full scan, page cache warm).
+
     python scripts/bench.py                        # the seed set: 15 x 2,000,000 x 4 float32
     python scripts/bench.py --count 60 --suite throughput
+    python scripts/bench.py --suite npz,memmap     # .npz inputs, and maps straight from archives
     python scripts/bench.py --suite all --md BENCHMARKS.md --compare BENCHMARKS.md
 """
 
@@ -126,7 +133,7 @@ def run_scenario(name: str, data: str, out: str, workers: int) -> dict[str, floa
         os.path.join(root, f)
         for root, _, files in os.walk(data)
         for f in files
-        if f.endswith(".zip")
+        if f.endswith((".zip", ".npz"))
     )
     worker_peak = 0
     start = time.perf_counter()
@@ -225,13 +232,46 @@ def ensure_data(folder: str, count: int, rows: int, kind: str = "uniform") -> st
     return folder
 
 
+def ensure_npz_data(folder: str, count: int, rows: int, stored: bool = False) -> str:
+    """`count` .npz files of one rows x 4 float32 array each, written by numpy itself
+    (savez_compressed, or savez when `stored`): the same values as ensure_data's ZIPs, so the
+    two inflate alike."""
+    stamp = os.path.join(folder, f".complete-{count}-{rows}-{'stored' if stored else 'deflated'}")
+    if not os.path.exists(stamp):
+        import numpy as np
+        from make_testdata import member_data
+
+        shutil.rmtree(folder, ignore_errors=True)
+        os.makedirs(folder)
+        save = np.savez if stored else np.savez_compressed
+        width = len(str(count - 1))
+        for i in range(count):
+            data = member_data(np.random.default_rng([0, i]), rows, 4, "uniform")
+            save(os.path.join(folder, f"archive_{i:0{width}d}.npz"), values=data)
+        open(stamp, "w").close()
+    return folder
+
+
+def ensure_memmap_data(folder: str, rows: int) -> tuple[str, str]:
+    """One stored .npz of a single member, values.npy, and that member extracted beside it."""
+    ensure_npz_data(folder, 1, rows, stored=True)
+    archive = os.path.join(folder, "archive_0.npz")
+    npy = os.path.join(folder, "values.npy")
+    if not os.path.exists(npy):
+        import zipfile
+
+        with zipfile.ZipFile(archive) as zf, zf.open("values.npy") as src, open(npy, "wb") as dst:
+            shutil.copyfileobj(src, dst, 8 << 20)
+    return archive, npy
+
+
 # ---------------------------------------------------------------- suites
 def _row(suite, scenario, wall, vs="", ratio=None, target="", met=None, m=None, note=""):  # type: ignore[no-untyped-def]
     m = m or {}
     return {
         "suite": suite,
         "scenario": scenario,
-        "wall_s": round(wall, 3),
+        "wall_s": round(wall, 6),
         "vs": vs,
         "ratio": None if ratio is None else round(ratio, 3),
         "target": target,
@@ -317,6 +357,126 @@ def suite_throughput(args: argparse.Namespace) -> list[dict[str, object]]:
         "zarr:blosc-zstd": ("floor+blosc-zstd", 1.2),
     }
     return compare_rows(f"throughput x{count}", scenarios, floors, data, args)
+
+
+def suite_npz(args: argparse.Namespace) -> list[dict[str, object]]:
+    """The throughput suite's scenarios on .npz inputs (savez_compressed; .npy members read
+    through their header) of the same values, against the same floor."""
+    count = args.npz_count
+    data = ensure_npz_data(os.path.join(args.work, f"npz-{count}"), count, args.rows)
+    scenarios = ["floor", "hdf5:none", "floor+blosc-lz4", "zarr:blosc-lz4"]
+    floors = {"hdf5:none": ("floor", 1.1), "zarr:blosc-lz4": ("floor+blosc-lz4", 1.1)}
+    rows = compare_rows(f"npz x{count}", scenarios, floors, data, args)
+    walls = {r["scenario"]: float(r["wall_s"]) for r in rows}  # type: ignore[arg-type]
+    for r in rows:  # the default store against the plain floor too: what its codec costs
+        if r["scenario"] == "zarr:blosc-lz4":
+            r["note"] = f"the default; {walls['zarr:blosc-lz4'] / walls['floor']:.2f}x floor"
+    return rows
+
+
+def _recache(path: str) -> None:
+    """Drop `path` from the page cache and read it back in 8 MiB pieces. How a file's pages
+    came into the cache (numpy's writes, zipfile's, a copy's) changes how a fresh map faults
+    them in: 386 faults against 311 for the same 32 MB here, and 1.7x the time to touch every
+    page. Read back alike, both files fault alike (411 each)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)  # dirty pages would stay cached
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        while os.read(fd, 8 << 20):
+            pass
+    finally:
+        os.close(fd)
+
+
+def measure_memmap(archive: str, npy: str, opens: int, scans: int) -> dict[str, list[float]]:
+    """In a fresh child: seconds per open, and per full scan of a fresh map, for
+    zconvert.open_memmap of the archive's member and np.load(npy, mmap_mode="r"), alternating
+    which goes first. Both files are cached alike before timing (see _recache)."""
+    import numpy as np
+
+    import zconvert
+
+    for path in (archive, npy):
+        _recache(path)
+
+    def open_zconvert() -> np.ndarray:
+        return zconvert.open_memmap(archive, "values")
+
+    def open_numpy() -> np.ndarray:
+        return np.load(npy, mmap_mode="r")
+
+    mapped, loaded = open_zconvert(), open_numpy()
+    assert isinstance(mapped, np.memmap) and mapped.filename == os.path.abspath(archive)
+    assert np.array_equal(mapped, loaded)
+    del mapped, loaded
+    times: dict[str, list[float]] = {k: [] for k in ("open-z", "open-np", "scan-z", "scan-np")}
+    pairs = [("z", open_zconvert), ("np", open_numpy)]
+    for i in range(opens):
+        for key, open_ in pairs[:: 1 if i % 2 else -1]:
+            start = time.perf_counter()
+            m = open_()
+            times[f"open-{key}"].append(time.perf_counter() - start)
+            del m  # unmapped outside the timing
+    for i in range(scans):
+        for key, open_ in pairs[:: 1 if i % 2 else -1]:
+            m = open_()  # a fresh map: the scan faults in every page, as a first read does
+            start = time.perf_counter()
+            float(m.sum(dtype=np.float64))
+            times[f"scan-{key}"].append(time.perf_counter() - start)
+            del m
+    return times
+
+
+def suite_memmap(args: argparse.Namespace) -> list[dict[str, object]]:
+    """zconvert.open_memmap of a stored .npz member against np.load(mmap_mode="r") of the same
+    .npy on disk: median open time (target < 2 ms) and median full scan (target <= 1.1x)."""
+    import statistics
+
+    archive, npy = ensure_memmap_data(os.path.join(args.work, f"memmap-{args.rows}"), args.rows)
+    proc = subprocess.run(
+        [sys.executable, __file__, "--_memmap", archive, npy, str(args.opens), str(args.scans)],
+        capture_output=True,
+        text=True,
+    )
+    if proc.returncode:
+        raise SystemExit(f"memmap suite failed:\n{proc.stderr}")
+    times = json.loads(proc.stdout.strip().splitlines()[-1])
+    median = {k: statistics.median(v) for k, v in times.items()}
+    for key, v in times.items():
+        print(
+            f"  [memmap] {key:<8} median {median[key] * 1e3:8.3f} ms  best {min(v) * 1e3:8.3f} ms"
+        )
+    title = "memmap stored .npz"
+    base_open = 'np.load(npy, mmap_mode="r") open'
+    base_scan = "np.load memmap: full scan"
+    opens, scans = f"median of {args.opens}", f"median of {args.scans}; sum as float64"
+    open_z, open_np = median["open-z"], median["open-np"]
+    scan_ratio = median["scan-z"] / median["scan-np"]
+    return [
+        _row(title, base_open, open_np, note=f"{opens}: {open_np * 1e3:.3f} ms"),
+        _row(
+            title,
+            "zconvert.open_memmap(npz, name) open",
+            open_z,
+            base_open,
+            open_z / open_np,
+            "< 2 ms",
+            open_z < 0.002,
+            note=f"{opens}: {open_z * 1e3:.3f} ms",
+        ),
+        _row(title, base_scan, median["scan-np"], note=scans),
+        _row(
+            title,
+            "zconvert memmap: full scan",
+            median["scan-z"],
+            base_scan,
+            scan_ratio,
+            "<= 1.10x",
+            scan_ratio <= 1.1,
+            note=scans,
+        ),
+    ]
 
 
 def suite_big(args: argparse.Namespace) -> list[dict[str, object]]:
@@ -472,12 +632,17 @@ def suite_codecs(args: argparse.Namespace) -> list[dict[str, object]]:
 COLUMNS = "| suite | scenario | wall s | ratio | vs | target | met | parent peak MB | worker peak MB | note |"
 
 
+def _seconds(wall: object) -> str:
+    """Three decimals, as ever; six under 10 ms (memory-map opens and scans)."""
+    return f"{wall:.3f}" if float(wall) >= 0.01 else f"{wall:.6f}"  # type: ignore[arg-type]
+
+
 def table_lines(rows: list[dict[str, object]]) -> list[str]:
     lines = [COLUMNS, "|---|---|---:|---:|---|---|---|---:|---:|---|"]
     for r in rows:
         ratio = "" if r["ratio"] is None else f"{r['ratio']:.2f}x"
         lines.append(
-            f"| {r['suite']} | {r['scenario']} | {r['wall_s']:.3f} | {ratio} | {r['vs']} | "
+            f"| {r['suite']} | {r['scenario']} | {_seconds(r['wall_s'])} | {ratio} | {r['vs']} | "
             f"{r['target']} | {r['met']} | {r['parent_peak_mb']:.1f} | {r['worker_peak_mb']:.1f} | "
             f"{r['note']} |"
         )
@@ -567,7 +732,18 @@ def read_previous(path: str) -> dict[tuple[str, str], float]:
     return previous
 
 
-SUITES = ("seed", "seed60", "throughput", "big", "small", "startup", "shards", "codecs")
+SUITES = (
+    "seed",
+    "seed60",
+    "throughput",
+    "npz",
+    "memmap",
+    "big",
+    "small",
+    "startup",
+    "shards",
+    "codecs",
+)
 
 
 def main() -> None:
@@ -575,14 +751,21 @@ def main() -> None:
         name, data, out, workers = sys.argv[2:6]
         print(json.dumps(run_scenario(name, data, out, int(workers))))
         return
+    if len(sys.argv) > 1 and sys.argv[1] == "--_memmap":
+        archive, npy, opens, scans = sys.argv[2:6]
+        print(json.dumps(measure_memmap(archive, npy, int(opens), int(scans))))
+        return
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--suite", default="seed", help=f"{' | '.join(SUITES)} | all (comma-separated)")
     p.add_argument("--count", type=int, default=15, help="archives in the seed suite")
     p.add_argument("--throughput-count", type=int, default=60, help="archives, throughput suite")
+    p.add_argument("--npz-count", type=int, default=60, help=".npz files in the npz suite")
+    p.add_argument("--opens", type=int, default=2000, help="memmap suite: opens of each kind")
+    p.add_argument("--scans", type=int, default=100, help="memmap suite: full scans of each kind")
     p.add_argument("--codec-count", type=int, default=4, help="archives per data kind, codecs")
-    p.add_argument("--rows", type=int, default=2_000_000)
+    p.add_argument("--rows", type=int, default=2_000_000, help="rows of 4 float32 per array")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--repeat", type=int, default=2)
     p.add_argument("--work", default="bench-out", help="where generated data and outputs go")
@@ -611,6 +794,10 @@ def run_suites(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         rows += suite_seed(args, 60)
     if "throughput" in suites:
         rows += suite_throughput(args)
+    if "npz" in suites:
+        rows += suite_npz(args)
+    if "memmap" in suites:
+        rows += suite_memmap(args)
     if "big" in suites:
         rows += suite_big(args)
     if "small" in suites:

@@ -69,7 +69,8 @@ def test_sigterm_writes_an_incomplete_manifest_and_a_rerun_resumes(tmp_path):
     # A store may finish between the last result the run received and the signal: it is
     # complete, just not listed; inspect shows it too.
     assert listed and listed <= on_disk and len(on_disk) < len(data)
-    assert not [p for p in out.iterdir() if p.name.startswith(".") and "lock" not in p.name]
+    hidden = {p.name for p in out.iterdir() if p.name.startswith(".")}
+    assert hidden <= {".zconvert.lock"}, hidden
 
     shown = cli("inspect", str(out))
     assert shown.returncode == 0, shown.stderr

@@ -221,6 +221,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .errors import ConfigError, ZconvertError
 
     if threading.current_thread() is threading.main_thread():
+        global _COMMAND_PID
+        _COMMAND_PID = os.getpid()
         signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         return COMMANDS[args.command](args)
@@ -242,7 +244,14 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM (a job scheduler's stop, `kill`): ends a run the way Ctrl-C does."""
 
 
+_COMMAND_PID = os.getpid()
+
+
 def _raise_terminated(signum: int, frame: object) -> None:
+    if os.getpid() != _COMMAND_PID:  # a forked worker that has not reset it yet: just die
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+        return
     raise Terminated()
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import json
 import os
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict
 from typing import Any
 
@@ -26,23 +28,32 @@ def manifest_path(out: str | os.PathLike[str]) -> str:
     return os.path.join(os.fspath(out), MANIFEST_NAME)
 
 
-def manifest_text(document: dict[str, Any]) -> str:
-    """The manifest as JSON: its header indented, then one line per store. json's C encoder
-    runs only without indentation; indenting 100,000 stores took 3 s, one line each 0.3 s."""
-    stores = document.get("stores", [])
-    head = json.dumps({k: v for k, v in document.items() if k != "stores"}, indent=1)
-    lines = ",\n".join(json.dumps(e, ensure_ascii=False, separators=(",", ":")) for e in stores)
-    return f'{head[:-2]},\n "stores": [\n{lines}\n ]\n}}\n'
+def _header_text(document: dict[str, Any]) -> str:
+    """The manifest's opening: its header keys indented, up to the `stores` list."""
+    head = json.dumps(document, indent=1, ensure_ascii=False)
+    return f"{head[:-2]},\n{_STORES_LINE}"
 
 
-def write_json_atomic(path: str, document: Any) -> None:
-    """Write JSON so that readers see the old file or the new one, never a partial one."""
+def entry_line(entry: dict[str, Any]) -> str:
+    """One store's entry as one line: json's C encoder runs only without indentation
+    (indenting 100,000 stores took 3 s, one line each 0.3 s), and a rerun reads the manifest
+    one line at a time."""
+    return json.dumps(entry, ensure_ascii=False, separators=(",", ":"))
+
+
+INDEX_KEY = "rerun_index"  # before the stores: one short row per store, for reruns
+_INDEX_LINE = f' "{INDEX_KEY}": '
+_STORES_LINE = ' "stores": [\n'
+
+
+def _write_atomic(path: str, pieces: Iterable[str]) -> None:
+    """Write text so that readers see the old file or the new one, never a partial one."""
     directory = os.path.dirname(path) or "."
     fd, tmp = tempfile.mkstemp(prefix=".manifest.", suffix=".tmp", dir=directory)
     try:
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a manifest is for every reader
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(manifest_text(document))
+            f.writelines(pieces)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -70,6 +81,67 @@ def read_manifest(
         return json.loads(read_bytes(manifest_path(out), storage_options))
     with open(manifest_path(out), encoding="utf-8") as f:
         return json.load(f)
+
+
+def iter_manifest(
+    out: str | os.PathLike[str], storage_options: dict[str, Any] | None = None
+) -> tuple[dict[str, Any], Iterator[dict[str, Any]]]:
+    """(header, entries): the manifest's keys but `stores`, and its store entries one at a
+    time, for a manifest of any size in little memory (this version writes one entry a line;
+    an older, indented manifest is read whole). FileNotFoundError if there is none."""
+    path = manifest_path(out)
+    if is_url(out):
+        from .storage import read_bytes
+
+        lines: Iterable[str] = read_bytes(path, storage_options).decode("utf-8").splitlines()
+        return _split(iter(lines), path)
+    f = open(path, encoding="utf-8")  # noqa: SIM115 - closed by the entries' generator
+    try:
+        return _split(f, path)
+    except BaseException:
+        f.close()
+        raise
+
+
+def _split(lines: Iterator[str], path: str) -> tuple[dict[str, Any], Iterator[dict[str, Any]]]:
+    """Header and entries of a manifest: streamed when its entries are one a line (column 0),
+    else (an older, indented manifest) parsed whole."""
+    head: list[str] = []
+    for line in lines:
+        if line.startswith(_INDEX_LINE) and line.rstrip().endswith("["):
+            for row in lines:  # the index is a rerun's, not a reader's
+                if row.startswith(_INDEX_CLOSING):
+                    break
+            continue
+        if line.startswith(' "stores": [') and line.rstrip().endswith("["):
+            first = next(lines, "")
+            if first.startswith(("{", "\n", " ]")) or not first:
+                header = json.loads("".join(head).rstrip().rstrip(",") + "}")
+                return header, _entries(itertools.chain([first], lines))
+            head.extend([line, first])
+            continue
+        head.append(line)
+    _close(lines)
+    document = json.loads("".join(head))
+    if not isinstance(document, dict):
+        raise ValueError(f"{path}: not a manifest")
+    stores = document.pop("stores", [])
+    return document, iter(stores)
+
+
+def _entries(lines: Iterator[str]) -> Iterator[dict[str, Any]]:
+    try:
+        for line in lines:
+            if line.startswith("{"):
+                yield json.loads(line.rstrip().rstrip(","))
+    finally:
+        _close(lines)
+
+
+def _close(lines: Iterator[str]) -> None:
+    close = getattr(lines, "close", None)
+    if close is not None:
+        close()
 
 
 def read_results(
@@ -110,9 +182,9 @@ def recorded_options(options: ConvertOptions) -> dict[str, Any]:
 
 
 class RunManifest:
-    """OUT/manifest.json as one run goes: the earlier manifest read once, this run's results
-    merged in, and the whole written atomically now and then (an interrupted run leaves an
-    inspectable folder) and at the end.
+    """OUT/manifest.json as one run goes: written whole and atomically now and then (an
+    interrupted run leaves an inspectable folder) and at the end, merging this run's results
+    into the earlier manifest one entry at a time, so that its size never costs memory.
 
     Earlier stores are kept when their files still exist; a store of another format than the
     run's is refused (one folder holds one layout) or, with --overwrite, handed back for removal.
@@ -129,129 +201,253 @@ class RunManifest:
         self.storage_options = storage_options
         self.path = manifest_path(out)
         self.was_complete = False  # an earlier manifest exists and its run finished
-        try:
-            document = read_manifest(out, storage_options)
-            stores = document.get("stores", [])
-            self.earlier = {e["relpath"]: e for e in stores if isinstance(e, dict)}
-            self.was_complete = document.get("complete", True) is True
-        except (FileNotFoundError, ValueError, KeyError, TypeError, AttributeError):
-            self.earlier = {}
-        self._exists: dict[str, bool] = {}  # earlier stores found (or not) on disk
-        self._as_entry: dict[int, tuple[Result, dict[str, Any]]] = {}
+        self.has_index = False  # it has a rerun index (an older version's has none)
+        self.other_layout: list[str] = []  # relpaths of another format's stores
+        self._other_format: str | None = None
+        self._listings: dict[str, set[str]] = {}  # names in each output folder, listed once
+        self._from_manifest: dict[str, str] = {}  # relpath -> store, of those scan() found current
 
-    def other_layout(self, overwrite: bool) -> list[str]:
-        """Stores of another format than this run's: refused without --overwrite (ConfigError),
-        else their paths below OUT, for the run to remove."""
-        fmt = self.options.format
-        entries = [e for e in self.earlier.values() if e.get("format", fmt) != fmt]
-        if not entries:
-            return []
-        old = entries[0].get("format")
-        if not overwrite:
-            raise ConfigError(
-                "format",
-                f"{self.out} holds {len(entries)} {old} store(s) of an earlier run (manifest.json);"
-                f" one folder holds one layout: write {fmt} to another folder, or add "
-                f"--overwrite to replace the {old} stores",
-                name="",
-            )
-        for e in entries:
-            del self.earlier[e["relpath"]]
-        return [e["relpath"] for e in entries if e.get("status") != "failed"]
+    def scan(self, tasks: Iterable[Task], trust_stat: bool = True) -> dict[str, Result]:
+        """Read the earlier manifest once (its index when that is current), noting another
+        layout's stores, and return skipped Results for the tasks whose store it records as
+        written from this very archive (path, size, mtime, ctime: untouched since) with these
+        options, and which still exists: decided from one stat of the archive and a listing of
+        the output folder, without opening either. Tasks not answered here go to the workers,
+        which check the store itself (resume.py).
 
-    def current(self, tasks: Iterable[Task]) -> dict[str, Result]:
-        """Skipped Results for the tasks whose store the manifest records as written from this
-        very archive (path, size, mtime, ctime: untouched since) with these options, and which
-        still exists: decided from one stat of the archive and one of the store, without
-        opening either. Tasks not
-        answered here go to the workers, which check the store itself (resume.py)."""
-        digest = options_digest(self.options)
+        These Results carry no arrays (reading 100,000 entries' arrays cost more than the
+        decision): the manifest keeps them, and refs(OUT) lists them."""
         found: dict[str, Result] = {}
-        for task in tasks:
-            entry = self.earlier.get(task.relpath)
+        rows = self._read_index()
+        self.has_index = rows is not None
+        if rows is None:
+            try:
+                header, entries = iter_manifest(self.out, self.storage_options)
+            except (FileNotFoundError, ValueError):
+                return found
+            self.was_complete = header.get("complete", True) is True
+            rows = (_index_row(e) for e in entries)
+        by_relpath = {t.relpath: t for t in tasks}
+        digest, fmt = options_digest(self.options), self.options.format
+        in_out = self._listing(self.out) if not is_url(self.out) else set()
+        for relpath, archive, stamp, options_id, status, store_format in rows:
+            if store_format is not None and store_format != fmt:
+                self._other_format = store_format
+                if status != "failed":
+                    self.other_layout.append(relpath)
+                continue
+            task = by_relpath.get(relpath)
             if (
-                entry is None
-                or entry.get("source_ctime_ns") is None
-                or entry.get("options_id") != digest
-                or entry.get("status") not in ("converted", "skipped")
-                or entry.get("archive") != task.archive
-                or is_url(task.archive)
-                or is_url(task.store)
+                not trust_stat
+                or task is None
+                or options_id != digest
+                or status not in ("converted", "skipped")
+                or archive != task.archive
+                or not archive.startswith(os.sep)  # a URL: no stat to trust
+                or stamp is None
             ):
                 continue
             try:
-                stat = os.stat(task.archive)
+                stat = os.stat(archive)
             except OSError:
                 continue
-            recorded = (
-                entry.get("source_size"),
-                entry["source_mtime_ns"],
-                entry["source_ctime_ns"],
-            )
-            if recorded != (stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns) or not (
-                os.path.exists(task.store)  # final paths are renamed in complete
-            ):
+            if f"{stat.st_size}:{stat.st_mtime_ns}:{stat.st_ctime_ns}" != stamp:
                 continue
-            entry.update(_SKIPPED, store=task.store)  # OUT may have moved since
-            found[task.relpath] = result = Result.from_dict(entry)
-            self._as_entry[id(result)] = (result, entry)
+            # Final paths are renamed in complete: a store that exists is complete.
+            if not (relpath in in_out if "/" not in relpath else self._exists_now(task.store)):
+                continue
+            found[relpath] = Result(archive, task.store, relpath, "skipped", fmt)
+        self._from_manifest = {relpath: r.store for relpath, r in found.items()}
         return found
 
-    def _earlier_kept(self, replaced: set[str]) -> dict[str, dict[str, Any]]:
-        """Earlier entries still true, but for those `replaced` by this run's results:
-        failures, and stores whose files exist (each asked once)."""
-        kept = {}
-        for relpath, entry in self.earlier.items():
-            if relpath in replaced or entry.get("format", self.options.format) != (
-                self.options.format
-            ):
-                continue
-            exists = self._exists.get(relpath)
-            if exists is None:
-                exists = entry.get("status") == "failed" or _store_exists(
-                    entry.get("store", ""), self.storage_options
-                )
-                self._exists[relpath] = exists
-            if exists:
-                kept[relpath] = entry
-        return kept
+    def _read_index(self) -> Iterator[list[Any]] | None:
+        """The manifest's rerun index (local manifests), else None: the manifest is then read
+        entry by entry."""
+        if is_url(self.out):
+            return None
+        found = read_rerun_index(self.path)
+        if found is None:
+            return None
+        self.was_complete, rows = found
+        return rows
+
+    def refuse_other_layout(self, overwrite: bool) -> list[str]:
+        """Another format's stores (scan found them): refused without --overwrite
+        (ConfigError), else their paths below OUT, for the run to remove."""
+        if self._other_format is None:
+            return []
+        if not overwrite:
+            old, fmt = self._other_format, self.options.format
+            raise ConfigError(
+                "format",
+                f"{self.out} holds {len(self.other_layout)} {old} store(s) of an earlier run "
+                f"(manifest.json); one folder holds one layout: write {fmt} to another folder, "
+                f"or add --overwrite to replace the {old} stores",
+                name="",
+            )
+        return self.other_layout
+
+    def _exists_now(self, store: str) -> bool:
+        """Whether a local store's final path exists, from one listing of its folder (cached):
+        100,000 stores in one folder are one listing, not 100,000 stat calls."""
+        parent, _, name = store.rpartition(os.sep)
+        return name in self._listing(parent)
+
+    def _listing(self, folder: str) -> set[str]:
+        names = self._listings.get(folder)
+        if names is None:
+            try:
+                names = self._listings[folder] = set(os.listdir(folder))
+            except OSError:
+                names = self._listings[folder] = set()
+        return names
+
+    def _still_true(self, entry: dict[str, Any]) -> bool:
+        """An earlier entry this run did not redo is kept if it is a failure or its store
+        exists, and if it is of the run's layout."""
+        if entry.get("format", self.options.format) != self.options.format:
+            return False
+        if entry.get("status") == "failed":
+            return True
+        store = entry.get("store", "")
+        if is_url(store):
+            return _store_exists(store, self.storage_options)
+        return self._exists_now(store)
 
     def write(self, results: Iterable[Result], complete: bool = True) -> str:
         """Merge `results` (this run's so far) with the earlier entries and write the manifest
-        atomically; `complete=False` marks a run still going or interrupted. Returns its path."""
-        results = list(results)
-        merged = self._earlier_kept({r.relpath for r in results})
-        for result in results:
-            known = self._as_entry.get(id(result))
-            if known is not None and known[0] is result:
-                merged[result.relpath] = known[1]  # skipped by current(): its entry as read
-                continue
-            entry = result.to_dict()
-            if entry.get("traceback") is None:
-                entry.pop("traceback", None)
-            merged[result.relpath] = entry
-        document = {
+        atomically; `complete=False` marks a run still going or interrupted. Returns its path.
+        Both lists are in relpath order, so the merge streams."""
+        mine = sorted(results, key=lambda r: r.relpath)
+        header = {
             "zconvert_version": __version__,
             "manifest_version": MANIFEST_VERSION,
             "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "complete": complete,
             "options": recorded_options(self.options),
-            "stores": [merged[k] for k in sorted(merged)],
         }
-        path = self.path
-        if is_url(path):
-            from .storage import write_bytes
+        try:
+            _, earlier = iter_manifest(self.out, self.storage_options)
+        except (FileNotFoundError, ValueError):
+            earlier = iter(())
+        # Stores found current from the manifest keep their earlier entry (with its arrays),
+        # marked skipped; every other result of this run replaces its entry.
+        as_before = self._from_manifest
+        redone = {r.relpath for r in mine if r.relpath not in as_before}
+        kept = (
+            {**e, **_SKIPPED, "store": as_before[e["relpath"]]}
+            if e.get("relpath") in as_before
+            else e
+            for e in earlier
+            if e.get("relpath") not in redone and self._still_true(e)
+        )
+        index: list[str] = []
+        merged = heapq.merge(
+            ((e["relpath"], e) for e in kept),
+            ((r.relpath, _entry(r)) for r in mine if r.relpath not in as_before),
+            key=lambda item: item[0],
+        )
+        lines = (entry_line(_indexed(entry, index)) for _, entry in merged)
+        local = not is_url(self.path)
+        with tempfile.TemporaryFile(
+            "w+", encoding="utf-8", dir=self.out if local else None
+        ) as spool:
+            pieces = _manifest_pieces(header, lines, index, spool)
+            if local:
+                _write_atomic(self.path, pieces)
+            else:
+                from .storage import write_bytes
 
-            # Object stores have no rename, but a single PUT is atomic: readers see the old
-            # manifest or the new one.
-            text = manifest_text(document)
-            write_bytes(path, text.encode("utf-8"), self.storage_options)
-        else:
-            write_json_atomic(path, document)
-        return path
+                # Object stores have no rename, but a single PUT is atomic: readers see the
+                # old manifest or the new one.
+                write_bytes(self.path, "".join(pieces).encode("utf-8"), self.storage_options)
+        return self.path
 
 
-# A store found current by RunManifest.current: this run moved no bytes for it.
+# What a rerun needs of each entry, one short row per store at the end of the manifest:
+# reading it is about 20 times cheaper than reading the entries (their arrays and all).
+INDEX_COLUMNS = ["relpath", "archive", "size:mtime_ns:ctime_ns", "options_id", "status", "format"]
+_INDEX_OPENING = f'{{"columns": {json.dumps(INDEX_COLUMNS)}, "rows": ['
+_INDEX_CLOSING = " ]},"
+INDEX_ROWS_PER_LINE = 1000
+
+
+def _index_row(entry: dict[str, Any]) -> list[Any]:
+    """[relpath, archive, "size:mtime:ctime" or None, options digest, status, format]."""
+    stamp = [entry.get("source_size"), entry.get("source_mtime_ns"), entry.get("source_ctime_ns")]
+    return [
+        entry.get("relpath", ""),
+        entry.get("archive"),
+        None if None in stamp else ":".join(map(str, stamp)),
+        entry.get("options_id"),
+        entry.get("status"),
+        entry.get("format"),
+    ]
+
+
+def _indexed(entry: dict[str, Any], index: list[str]) -> dict[str, Any]:
+    index.append(json.dumps(_index_row(entry), ensure_ascii=False, separators=(",", ":")))
+    return entry
+
+
+def _entry(result: Result) -> dict[str, Any]:
+    entry = result.to_dict()
+    if entry.get("traceback") is None:
+        entry.pop("traceback", None)
+    return entry
+
+
+def _manifest_pieces(
+    header: dict[str, Any], lines: Iterator[str], index: list[str], spool: Any
+) -> Iterator[str]:
+    """The document: header, the rerun index (one row a line), then one line per store. The
+    store lines fill in the index rows as they are made, so they are spooled to a temporary
+    file first: a rerun reads the index and stops before the stores."""
+    for i, line in enumerate(lines):
+        spool.write(f",\n{line}" if i else line)
+    spool.seek(0)
+    yield _header_text(header)[: -len(_STORES_LINE)]
+    yield f"{_INDEX_LINE}{_INDEX_OPENING}\n"
+    # INDEX_ROWS_PER_LINE rows a line: one json call reads many, and memory stays bounded
+    step = INDEX_ROWS_PER_LINE
+    yield ",\n".join(",".join(index[i : i + step]) for i in range(0, len(index), step))
+    yield f"\n{_INDEX_CLOSING}\n{_STORES_LINE}"
+    yield from iter(lambda: spool.read(1 << 20), "")
+    yield "\n ]\n}\n"
+
+
+def read_rerun_index(path: str) -> tuple[bool, Iterator[list[Any]]] | None:
+    """(complete, rows) of a local manifest's rerun index, its rows read a batch at a time,
+    the store lines after them never read; None for a manifest without one (an older
+    version's) or that is not ours."""
+    complete = True
+    try:
+        f = open(path, encoding="utf-8")  # noqa: SIM115 - closed by _rows
+    except OSError:
+        return None
+    for line in f:
+        if line.startswith(' "complete": '):
+            complete = line.strip().rstrip(",").endswith("true")
+        elif line.startswith(_INDEX_LINE):
+            if line[len(_INDEX_LINE) :].strip() != _INDEX_OPENING:
+                break
+            return complete, _rows(f)
+        elif line.startswith(_STORES_LINE):
+            break
+    f.close()
+    return None
+
+
+def _rows(f: Any) -> Iterator[list[Any]]:
+    """Index rows up to the index's end, a line (many rows) at a time."""
+    with f:
+        for line in f:
+            if not line.startswith("["):
+                break  # the index's closing line
+            yield from json.loads(f"[{line.rstrip().rstrip(',')}]")
+
+
+# A store found current by RunManifest.scan: this run moved no bytes for it.
 _SKIPPED = {
     "status": "skipped",
     "bytes_in": 0,

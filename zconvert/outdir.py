@@ -90,15 +90,15 @@ def remove_leftovers(out: str) -> list[str]:
     removed: list[str] = []
     for parent, dirs, files in os.walk(out):
         for name in [*dirs, *files]:
-            if is_leftover(name):
+            if name[0] == "." and is_leftover(name):  # hidden first: 100,000 stores are quick
                 path = os.path.join(parent, name)
                 remove_path(path)
                 removed.append(path)
         dirs[:] = [
             d
             for d in dirs
-            if not is_leftover(d)
-            and not d.endswith(".zarr")
+            if not d.endswith(".zarr")
+            and not is_leftover(d)
             and not os.path.exists(os.path.join(parent, d, "zarr.json"))
             and not os.path.exists(os.path.join(parent, d, ".zgroup"))
         ]

@@ -178,14 +178,15 @@ def run(
     with contextlib.nullcontext() if remote else lock_output(out):
         if not remote:
             remove_leftovers(out)  # temporaries of a crashed run; none of ours exist yet
-        old_layout = manifest.other_layout(config.overwrite)
+        # One read of the earlier manifest: another layout's stores, and the stores a rerun
+        # can skip from the manifest and a stat per archive (the workers check the rest,
+        # resume.py, skipping stores that are complete and up to date).
+        current = manifest.scan(tasks, trust_stat=not config.overwrite)
+        old_layout = manifest.refuse_other_layout(config.overwrite)
         for relpath in old_layout:  # --overwrite replaces the old layout's stores
             _remove_store(join(out, relpath) if remote else os.path.join(out, relpath), config)
         if old_layout and not remote and config.options.format != "hdf5":
             remove_path(os.path.join(out, "all.h5"))  # combine.COMBINED_NAME: HDF5 runs only
-        # A rerun decides from the manifest and a stat per archive where it can; the workers
-        # check the rest (resume.py), skipping stores that are complete and up to date.
-        current = {} if config.overwrite else manifest.current(tasks)
         for task in tasks:
             if task.relpath in current:
                 by_relpath[task.relpath] = current[task.relpath]
@@ -202,12 +203,12 @@ def run(
                 remove_leftovers(out)
             manifest.write(list(by_relpath.values()), complete=False)
             raise
-        if not remote:
+        if todo and not remote:
             remove_leftovers(out)  # those of workers that died (kill -9, OOM) during this run
         results = [by_relpath[t.relpath] for t in tasks]
         # A rerun that found every store current changes nothing, not even the manifest
         # (rewriting 100,000 entries to say "skipped" took longer than deciding).
-        unchanged = not todo and not old_layout and manifest.was_complete
+        unchanged = not todo and not old_layout and manifest.was_complete and manifest.has_index
         manifest_file = manifest.path if unchanged else manifest.write(results)
         if config.options.format == "hdf5" and not remote:
             from .combine import COMBINED_NAME, write_virtual_dataset

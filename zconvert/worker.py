@@ -34,13 +34,8 @@ from .storage import is_url
 def init_process() -> None:
     """Run once in each worker process: one thread per process for the libraries inside, so
     that N workers use N cores instead of oversubscribing them."""
-    import signal
-
     from . import worker_env  # noqa: F401 - applied on import
 
-    # A forked worker inherits the command line's SIGTERM handler; the pool stops its
-    # workers with SIGTERM, which must end them at once.
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     # numcodecs (Zarr's codecs; 15-25 ms to import, its registry scans entry points) and zarr
     # itself (object storage only, 0.4 s) are loaded only by the runs that use them: worker_env
     # configures both through the environment, which they read (c-blosc reads BLOSC_NTHREADS

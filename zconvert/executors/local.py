@@ -17,6 +17,7 @@ import contextlib
 import multiprocessing
 import os
 import queue
+import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -82,6 +83,10 @@ def _submit(pool: ProcessPoolExecutor, *args: Any) -> Future[list[Result]]:
 
 
 def _init_worker(states: Any) -> None:
+    # First of all: a forked worker inherits the command line's SIGTERM handler (which ends a
+    # run the way Ctrl-C does); the pool stops workers with SIGTERM, which must end them at once,
+    # even while they are still importing.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     global _states
     _states = states
     from .. import worker_env  # noqa: F401 - applied on import (spawn, fork: before numpy)

@@ -13,11 +13,13 @@ Suites: seed (15 archives), seed60, throughput (60 archives against the floor), 
 member), small (2,000 tiny archives), startup, shards, codecs; npz (60 .npz files written by
 np.savez_compressed, against the same floor as the ZIPs); memmap (zconvert.open_memmap of a
 stored .npz member against np.load(mmap_mode="r") of the same .npy on disk: open time and a
-full scan, page cache warm).
+full scan, page cache warm); scale (1,000, 10,000 and 100,000 archives of 250 x 4: convert, an
+up-to-date rerun, verify, inspect, with the cost per archive and the parent's peak memory).
 
     python scripts/bench.py                        # the seed set: 15 x 2,000,000 x 4 float32
     python scripts/bench.py --count 60 --suite throughput
     python scripts/bench.py --suite npz,memmap     # .npz inputs, and maps straight from archives
+    python scripts/bench.py --suite scale          # per-archive costs at 1k, 10k, 100k archives
     python scripts/bench.py --suite all --md BENCHMARKS.md --compare BENCHMARKS.md
 """
 
@@ -732,6 +734,82 @@ def read_previous(path: str) -> dict[tuple[str, str], float]:
     return previous
 
 
+SCALE_ROWS = 250  # 250 x 4 float32 per archive: 4 kB, so per-archive costs dominate
+
+
+def ensure_tiny_data(folder: str, count: int) -> str:
+    """`count` archives of one 250 x 4 float32 member each (deflated), written directly."""
+    stamp = os.path.join(folder, f".complete-{count}")
+    if not os.path.exists(stamp):
+        import zipfile
+
+        import numpy as np
+
+        shutil.rmtree(folder, ignore_errors=True)
+        os.makedirs(folder)
+        width = len(str(count - 1))
+        for i in range(count):
+            blob = np.random.default_rng([1, i]).random((SCALE_ROWS, 4), dtype=np.float32)
+            path = os.path.join(folder, f"a{i:0{width}d}.zip")
+            with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+                zf.writestr("blob.bin", blob.tobytes())
+        open(stamp, "w").close()
+    return folder
+
+
+def _measured(argv: list[str]) -> tuple[float, int]:
+    """(wall seconds, peak resident memory of that process alone, bytes) of one command: its
+    own rusage from wait4, so worker processes (its children) are not counted."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    stderr = proc.stderr.read().decode() if proc.stderr else ""
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)}: exit {proc.returncode}: {stderr[-2000:]}")
+    return wall, usage.ru_maxrss * 1024
+
+
+def suite_scale(args: argparse.Namespace) -> list[dict[str, object]]:
+    """1,000, 10,000 and 100,000 tiny archives: convert, an up-to-date rerun, verify and
+    inspect, each a whole command; cost per archive at each size, so that growth shows."""
+    exe = os.path.join(os.path.dirname(sys.executable), "zconvert")
+    rows: list[dict[str, object]] = []
+    for count in sorted(int(c) for c in args.scale_sizes.split(",")):
+        data = ensure_tiny_data(os.path.join(args.work, f"tiny-{count}"), count)
+        out = os.path.join(args.work, f"out-scale-{count}")
+        _discard(out)
+        workers = ["--workers", str(args.workers)]
+        times: dict[str, tuple[float, int]] = {}
+        times["convert"] = _measured([exe, "convert", data, "-o", out, "-q", *workers])
+        times["rerun"] = min(
+            (_measured([exe, "convert", data, "-o", out, "-q", *workers]) for _ in range(3)),
+            key=lambda m: m[0],
+        )
+        times["verify"] = _measured([exe, "verify", out, *workers])
+        times["inspect"] = _measured([exe, "inspect", out])
+        _discard(out)
+        for op, (wall, peak) in times.items():
+            per = wall / count * 1e6
+            row = _row(f"scale {count:,}", op, wall, m={"parent_peak": peak})
+            row["note"] = f"{per:,.0f} us per archive"
+            if op == "rerun" and count >= 100_000:
+                ok = wall < 3.0 and peak < 150e6
+                row.update(target="< 3 s, parent < 150 MB", met="yes" if ok else "NO")
+            if op == "verify":
+                ratio = wall / times["convert"][0]
+                row.update(vs="convert", ratio=round(ratio, 3), target="<= 1.00x")
+                row["met"] = "yes" if ratio <= 1.0 else "NO"
+            rows.append(row)
+            print(
+                f"  [scale {count:>7,}] {op:<8} {wall:8.2f} s  {per:8,.0f} us/archive  "
+                f"parent peak {peak / 1e6:6.1f} MB",
+                flush=True,
+            )
+    return rows
+
+
 SUITES = (
     "seed",
     "seed60",
@@ -743,6 +821,7 @@ SUITES = (
     "startup",
     "shards",
     "codecs",
+    "scale",
 )
 
 
@@ -765,6 +844,7 @@ def main() -> None:
     p.add_argument("--opens", type=int, default=2000, help="memmap suite: opens of each kind")
     p.add_argument("--scans", type=int, default=100, help="memmap suite: full scans of each kind")
     p.add_argument("--codec-count", type=int, default=4, help="archives per data kind, codecs")
+    p.add_argument("--scale-sizes", default="1000,10000,100000", help="archive counts, scale suite")
     p.add_argument("--rows", type=int, default=2_000_000, help="rows of 4 float32 per array")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--repeat", type=int, default=2)
@@ -806,6 +886,8 @@ def run_suites(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         rows += suite_startup(args)
     if "shards" in suites:
         rows += suite_shards(args)
+    if "scale" in suites:
+        rows += suite_scale(args)
     codecs = suite_codecs(args) if "codecs" in suites else []
     print()
     print("\n".join(table_lines(rows)))

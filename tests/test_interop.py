@@ -361,3 +361,25 @@ def test_local_and_url_zarr_consolidate_alike(tmp_path):
     assert local["sub/a"].metadata == url["sub/a"].metadata
     root = json.loads((tmp_path / "s.zarr" / "zarr.json").read_text())
     assert list(root["consolidated_metadata"]["metadata"]) == ["sub", "sub/a"]
+
+
+@pytest.mark.parametrize("codec", ["blosc-lz4", "zstd"])
+def test_hdf5_after_import_netcdf4_uses_hdf5plugins_filters(tmp_path, codec):
+    """netCDF4 sets HDF5_PLUGIN_PATH to plugins built against its own HDF5 library on import;
+    with h5py's, those failed every compressed dataset ("error during user callback")."""
+    pytest.importorskip("netCDF4")
+    make_zip(tmp_path / "in" / "a.zip", {"blob.bin": float_rows(1000)})
+    code = (
+        "import sys, netCDF4, numpy as np, zconvert\n"
+        "report = zconvert.convert(sys.argv[1], sys.argv[2], format='hdf5', codec=sys.argv[3])\n"
+        "assert report.ok, [r.error for r in report.failed]\n"
+        "assert zconvert.verify(sys.argv[2]) == []\n"
+        "print(float(np.asarray(zconvert.open(sys.argv[2] + '/a.h5')[...]).sum()))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "HDF5_PLUGIN_PATH"}
+    args = [str(tmp_path / "in"), str(tmp_path / "out"), codec]
+    proc = subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert np.isclose(float(proc.stdout), float_rows(1000).sum(dtype=np.float64), rtol=1e-5)

@@ -88,6 +88,9 @@ class CodecPreset:
             return {"compression": "gzip", "compression_opts": self.level, "shuffle": True}
         import hdf5plugin
 
+        from .hdf5_filters import load_hdf5_filters
+
+        load_hdf5_filters()
         if self.kind == "blosc":
             return dict(
                 hdf5plugin.Blosc(

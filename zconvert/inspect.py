@@ -124,9 +124,11 @@ def inspect_store(store: str | os.PathLike[str]) -> dict[str, Any]:
         fmt_name = f"zarr {version}"
     else:
         import h5py
-        import hdf5plugin  # noqa: F401  (registers the filters so their parameters read back)
 
+        from .hdf5_filters import load_hdf5_filters
         from .layout import hdf5_arrays
+
+        load_hdf5_filters()  # so that the filters' parameters read back
 
         with h5py.File(path, "r", locking=False) as f:
             attrs = {k: _plain(v) for k, v in f.attrs.items()}

@@ -85,7 +85,10 @@ def open(store: str | os.PathLike[str], name: str | None = None) -> Any:
         except (KeyError, FileNotFoundError, zarr.errors.NodeTypeValidationError) as exc:
             raise StoreError(f"{path}: no array named {name!r}") from exc
     import h5py
-    import hdf5plugin  # noqa: F401 - registers the Blosc/Zstd filters compressed datasets need
+
+    from .hdf5_filters import load_hdf5_filters
+
+    load_hdf5_filters()  # the Blosc/Zstd filters compressed datasets need
 
     # locking=False: a reader never blocks, or is blocked by, another reader or a writer.
     f = h5py.File(path, "r", locking=False)

@@ -76,9 +76,11 @@ def opened_store(
         yield dict(group.attrs), sorted(arrays, key=lambda a: a.name), nodes
         return
     import h5py
-    import hdf5plugin  # noqa: F401 - the filters compressed datasets are read through
 
+    from .hdf5_filters import load_hdf5_filters
     from .layout import is_netcdf_dimension
+
+    load_hdf5_filters()  # the filters compressed datasets are read through
 
     found: list[StoredArray] = []
     handles: dict[str, Any] = {}

@@ -11,7 +11,7 @@ import os
 from typing import Any
 
 from .errors import StoreError
-from .manifest import MANIFEST_NAME, read_manifest
+from .manifest import MANIFEST_NAME, iter_manifest
 from .progress import human_bytes
 from .readers import store_format
 
@@ -171,10 +171,10 @@ UNFINISHED = (
 
 def inspect_output(out: str | os.PathLike[str]) -> dict[str, Any]:
     """A run folder's manifest summary and one record per store (missing stores flagged)."""
-    doc = read_manifest(out)
+    doc, entries = iter_manifest(out)  # one entry in memory at a time
     layout = (doc.get("options") or {}).get("format")
     stores = []
-    for entry in doc.get("stores", []):
+    for entry in entries:
         if layout is not None and entry.get("format", layout) != layout:
             continue  # an older manifest listing another layout's stores too
         arrays = entry.get("arrays", [])

@@ -150,12 +150,10 @@ def read_results(
     """The manifest's stores of the run's layout (its options' format) as Result records, in
     manifest order. Folders written before one folder held one layout may list stores of
     another format too; readers follow the last run's."""
-    document = read_manifest(out, storage_options)
-    layout = (document.get("options") or {}).get("format")
+    header, entries = iter_manifest(out, storage_options)  # one entry in memory at a time
+    layout = (header.get("options") or {}).get("format")
     return [
-        Result.from_dict(d)
-        for d in document.get("stores", [])
-        if layout is None or d.get("format", layout) == layout
+        Result.from_dict(d) for d in entries if layout is None or d.get("format", layout) == layout
     ]
 
 

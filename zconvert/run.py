@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from .config import RunConfig, build_config
-from .executors import get_executor
+from .executors import gc_frozen, get_executor
 from .inflate import backend_summary
 from .manifest import RunManifest
 from .outdir import lock_output, remove_leftovers
@@ -137,22 +137,23 @@ def _convert_all(
     warm_at = max(1, len(tasks) - (config.workers or os.cpu_count() or 1) + 1)
     next_write = time.monotonic() + MANIFEST_EVERY_S
     results = executor.map(convert_fn, tasks)
-    try:
-        for done, result in enumerate(results, 1):
-            by_relpath[result.relpath] = result
-            if on_result is not None:
-                on_result(result)
-            if all_h5 and done == warm_at:
-                from .combine import load_writer
+    with gc_frozen():
+        try:
+            for done, result in enumerate(results, 1):
+                by_relpath[result.relpath] = result
+                if on_result is not None:
+                    on_result(result)
+                if all_h5 and done == warm_at:
+                    from .combine import load_writer
 
-                load_writer()
-            if time.monotonic() >= next_write:
-                manifest.write(list(by_relpath.values()), complete=False)
-                next_write = time.monotonic() + MANIFEST_EVERY_S
-    finally:
-        # An error in this loop stops the executor's workers at once (a generator's close),
-        # not whenever the generator is collected.
-        getattr(results, "close", lambda: None)()
+                    load_writer()
+                if time.monotonic() >= next_write:
+                    manifest.write(list(by_relpath.values()), complete=False)
+                    next_write = time.monotonic() + MANIFEST_EVERY_S
+        finally:
+            # An error in this loop stops the executor's workers at once (a generator's close),
+            # not whenever the generator is collected.
+            getattr(results, "close", lambda: None)()
 
 
 def run(

@@ -96,11 +96,12 @@ def _run(tasks: list[VerifyTask], workers: int | None) -> dict[str, list[str]]:
     if len(tasks) <= 1 or workers == 1:
         results = [verify_task(t) for t in tasks]
     else:
-        from .executors import get_executor
+        from .executors import gc_frozen, get_executor
         from .tasks import verify_store as verify_fn
 
         executor = get_executor("local", workers=workers)
-        results = list(executor.map(verify_fn, tasks))  # type: ignore[arg-type]
+        with gc_frozen():
+            results = list(executor.map(verify_fn, tasks))  # type: ignore[arg-type]
     return {
         r.store: [
             line if line.startswith(r.store) else f"{r.store}: {line}"  # a worker that died

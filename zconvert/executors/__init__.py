@@ -6,6 +6,8 @@ EXECUTORS, and nothing else changes.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import importlib
 from collections.abc import Callable, Iterator, Sequence
 from typing import Protocol
@@ -23,6 +25,18 @@ EXECUTORS = {
     "local": "zconvert.executors.local:LocalExecutor",
     "dask": "zconvert.executors.dask:DaskExecutor",
 }
+
+
+@contextlib.contextmanager
+def gc_frozen() -> Iterator[None]:
+    """The objects that exist now (a run's tasks, 100,000 of them and more) left out of the
+    garbage collector's full passes while results come in: each pass visited all of them,
+    on the cores the workers need. They are handed back to it afterwards."""
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def get_executor(name: str, workers: int | None = None, **options: object) -> Executor:

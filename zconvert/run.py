@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from .config import RunConfig, build_config
 from .executors import gc_frozen, get_executor
 from .inflate import backend_summary
-from .manifest import RunManifest
 from .outdir import lock_output, remove_leftovers
 from .plan import archive_size, plan_tasks
 from .records import Result, Task
+from .run_manifest import RunManifest
 from .sinks._atomic import remove_path
 from .storage import is_url, join
 from .tasks import convert_archive, convert_archive_unless_current

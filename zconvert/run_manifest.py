@@ -1,0 +1,235 @@
+"""The manifest during a run: what the earlier one says a rerun can skip, and this run's
+results merged into it, written now and then and at the end (the document: manifest.py)."""
+
+from __future__ import annotations
+
+import heapq
+import os
+import tempfile
+import time
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from ._version import __version__
+from .errors import ConfigError
+from .fingerprint import options_digest
+from .manifest import (
+    MANIFEST_VERSION,
+    entry_line,
+    index_row,
+    indexed,
+    iter_manifest,
+    manifest_path,
+    manifest_pieces,
+    read_rerun_index,
+    recorded_options,
+    store_exists,
+    write_atomic,
+)
+from .records import ConvertOptions, Result, Task
+from .storage import is_url
+
+
+class RunManifest:
+    """OUT/manifest.json as one run goes: written whole and atomically now and then (an
+    interrupted run leaves an inspectable folder) and at the end, merging this run's results
+    into the earlier manifest one entry at a time, so that its size never costs memory.
+
+    Earlier stores are kept when their files still exist; a store of another format than the
+    run's is refused (one folder holds one layout) or, with --overwrite, handed back for removal.
+    """
+
+    def __init__(
+        self,
+        out: str | os.PathLike[str],
+        options: ConvertOptions,
+        storage_options: dict[str, Any] | None = None,
+    ) -> None:
+        self.out = os.fspath(out)
+        self.options = options
+        self.storage_options = storage_options
+        self.path = manifest_path(out)
+        self.was_complete = False  # an earlier manifest exists and its run finished
+        self.has_index = False  # it has a rerun index (an older version's has none)
+        self.other_layout: list[str] = []  # relpaths of another format's stores
+        self._other_format: str | None = None
+        self._listings: dict[str, set[str]] = {}  # names in each output folder, listed once
+        self._from_manifest: dict[str, str] = {}  # relpath -> store, of those scan() found current
+
+    def scan(self, tasks: Iterable[Task], trust_stat: bool = True) -> dict[str, Result]:
+        """Read the earlier manifest once (its index when that is current), noting another
+        layout's stores, and return skipped Results for the tasks whose store it records as
+        written from this very archive (path, size, mtime, ctime: untouched since) with these
+        options, and which still exists: decided from one stat of the archive and a listing of
+        the output folder, without opening either. Tasks not answered here go to the workers,
+        which check the store itself (resume.py).
+
+        These Results carry no arrays (reading 100,000 entries' arrays cost more than the
+        decision): the manifest keeps them, and refs(OUT) lists them."""
+        found: dict[str, Result] = {}
+        rows = self._read_index()
+        self.has_index = rows is not None
+        if rows is None:
+            try:
+                header, entries = iter_manifest(self.out, self.storage_options)
+            except (FileNotFoundError, ValueError):
+                return found
+            self.was_complete = header.get("complete", True) is True
+            rows = (index_row(e) for e in entries)
+        by_relpath = {t.relpath: t for t in tasks}
+        digest, fmt = options_digest(self.options), self.options.format
+        in_out = self._listing(self.out) if not is_url(self.out) else set()
+        for relpath, archive, stamp, options_id, status, store_format in rows:
+            if store_format is not None and store_format != fmt:
+                self._other_format = store_format
+                if status != "failed":
+                    self.other_layout.append(relpath)
+                continue
+            task = by_relpath.get(relpath)
+            if (
+                not trust_stat
+                or task is None
+                or options_id != digest
+                or status not in ("converted", "skipped")
+                or archive != task.archive
+                or not archive.startswith(os.sep)  # a URL: no stat to trust
+                or stamp is None
+            ):
+                continue
+            try:
+                stat = os.stat(archive)
+            except OSError:
+                continue
+            if f"{stat.st_size}:{stat.st_mtime_ns}:{stat.st_ctime_ns}" != stamp:
+                continue
+            # Final paths are renamed in complete: a store that exists is complete.
+            if not (relpath in in_out if "/" not in relpath else self._exists_now(task.store)):
+                continue
+            found[relpath] = Result(archive, task.store, relpath, "skipped", fmt)
+        self._from_manifest = {relpath: r.store for relpath, r in found.items()}
+        return found
+
+    def _read_index(self) -> Iterator[list[Any]] | None:
+        """The manifest's rerun index (local manifests), else None: the manifest is then read
+        entry by entry."""
+        if is_url(self.out):
+            return None
+        found = read_rerun_index(self.path)
+        if found is None:
+            return None
+        self.was_complete, rows = found
+        return rows
+
+    def refuse_other_layout(self, overwrite: bool) -> list[str]:
+        """Another format's stores (scan found them): refused without --overwrite
+        (ConfigError), else their paths below OUT, for the run to remove."""
+        if self._other_format is None:
+            return []
+        if not overwrite:
+            old, fmt = self._other_format, self.options.format
+            raise ConfigError(
+                "format",
+                f"{self.out} holds {len(self.other_layout)} {old} store(s) of an earlier run "
+                f"(manifest.json); one folder holds one layout: write {fmt} to another folder, "
+                f"or add --overwrite to replace the {old} stores",
+                name="",
+            )
+        return self.other_layout
+
+    def _exists_now(self, store: str) -> bool:
+        """Whether a local store's final path exists, from one listing of its folder (cached):
+        100,000 stores in one folder are one listing, not 100,000 stat calls."""
+        parent, _, name = store.rpartition(os.sep)
+        return name in self._listing(parent)
+
+    def _listing(self, folder: str) -> set[str]:
+        names = self._listings.get(folder)
+        if names is None:
+            try:
+                names = self._listings[folder] = set(os.listdir(folder))
+            except OSError:
+                names = self._listings[folder] = set()
+        return names
+
+    def _still_true(self, entry: dict[str, Any]) -> bool:
+        """An earlier entry this run did not redo is kept if it is a failure or its store
+        exists, and if it is of the run's layout."""
+        if entry.get("format", self.options.format) != self.options.format:
+            return False
+        if entry.get("status") == "failed":
+            return True
+        store = entry.get("store", "")
+        if is_url(store):
+            return store_exists(store, self.storage_options)
+        return self._exists_now(store)
+
+    def write(self, results: Iterable[Result], complete: bool = True) -> str:
+        """Merge `results` (this run's so far) with the earlier entries and write the manifest
+        atomically; `complete=False` marks a run still going or interrupted. Returns its path.
+        Both lists are in relpath order, so the merge streams."""
+        mine = sorted(results, key=lambda r: r.relpath)
+        header = {
+            "zconvert_version": __version__,
+            "manifest_version": MANIFEST_VERSION,
+            "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "complete": complete,
+            "options": recorded_options(self.options),
+        }
+        try:
+            _, earlier = iter_manifest(self.out, self.storage_options)
+        except (FileNotFoundError, ValueError):
+            earlier = iter(())
+        # Stores found current from the manifest keep their earlier entry (with its arrays),
+        # marked skipped; every other result of this run replaces its entry.
+        as_before = self._from_manifest
+        redone = {r.relpath for r in mine if r.relpath not in as_before}
+        kept = (
+            {**e, **_SKIPPED, "store": as_before[e["relpath"]]}
+            if e.get("relpath") in as_before
+            else e
+            for e in earlier
+            if e.get("relpath") not in redone and self._still_true(e)
+        )
+        index: list[str] = []
+        merged = heapq.merge(
+            ((e["relpath"], e) for e in kept),
+            ((r.relpath, _entry(r)) for r in mine if r.relpath not in as_before),
+            key=lambda item: item[0],
+        )
+        lines = (entry_line(indexed(entry, index)) for _, entry in merged)
+        local = not is_url(self.path)
+        with tempfile.TemporaryFile(
+            "w+", encoding="utf-8", dir=self.out if local else None
+        ) as spool:
+            pieces = manifest_pieces(header, lines, index, spool)
+            if local:
+                write_atomic(self.path, pieces)
+            else:
+                from .storage import write_bytes
+
+                # Object stores have no rename, but a single PUT is atomic: readers see the
+                # old manifest or the new one.
+                write_bytes(self.path, "".join(pieces).encode("utf-8"), self.storage_options)
+        return self.path
+
+
+# What a rerun needs of each entry, one short row per store at the end of the manifest:
+# reading it is about 20 times cheaper than reading the entries (their arrays and all).
+
+
+def _entry(result: Result) -> dict[str, Any]:
+    entry = result.to_dict()
+    if entry.get("traceback") is None:
+        entry.pop("traceback", None)
+    return entry
+
+
+# A store found current by RunManifest.scan: this run moved no bytes for it.
+_SKIPPED = {
+    "status": "skipped",
+    "bytes_in": 0,
+    "bytes_out": 0,
+    "seconds": 0.0,
+    "pid": 0,
+    "peak_rss": 0,
+}

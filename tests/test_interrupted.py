@@ -7,8 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -21,6 +19,7 @@ import zconvert.run
 
 from .conftest import float_rows, make_zip
 from .test_cli import zconvert as cli
+from .test_faults import start_cli
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -32,19 +31,17 @@ def _inputs(folder: Path, count: int, rows: int) -> dict[str, np.ndarray]:
     return data
 
 
-def _start(*args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "zconvert", "convert", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def _wait_for_stores(proc: subprocess.Popen[str], out: Path, count: int = 1) -> None:
-    while proc.poll() is None and len(list(out.glob("*.zarr"))) < count:
+def _run_stopped_at(tmp_path: Path, archives: int, stores: int):  # type: ignore[no-untyped-def]
+    """Start converting `archives` archives on one worker, return once `stores` stores are at
+    their final paths, the run still going: (data, out, the command's args, the process)."""
+    data = _inputs(tmp_path / "in", archives, 300_000)
+    out = tmp_path / "out"
+    args = (str(tmp_path / "in"), "-o", str(out), "--workers", "1", "--codec", "gzip")
+    proc = start_cli(*args)
+    while proc.poll() is None and len(list(out.glob("*.zarr"))) < stores:
         time.sleep(0.01)
     assert proc.poll() is None, "the run ended before it could be stopped"
+    return data, out, args, proc
 
 
 def _manifest(out: Path) -> dict:
@@ -53,11 +50,8 @@ def _manifest(out: Path) -> dict:
 
 @pytest.mark.slow
 def test_sigterm_writes_an_incomplete_manifest_and_a_rerun_resumes(tmp_path):
-    data = _inputs(tmp_path / "in", 12, 300_000)
-    out = tmp_path / "out"
-    args = (str(tmp_path / "in"), "-o", str(out), "--workers", "1", "--codec", "gzip")
-    proc = _start(*args)
-    _wait_for_stores(proc, out, 2)  # one worker: the first store's result has arrived
+    # two stores on one worker: the first store's result has reached the run
+    data, out, args, proc = _run_stopped_at(tmp_path, 12, 2)
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 143, stderr
@@ -90,11 +84,7 @@ def test_sigterm_writes_an_incomplete_manifest_and_a_rerun_resumes(tmp_path):
 
 @pytest.mark.slow
 def test_kill_9_before_any_manifest_leaves_a_folder_inspect_and_verify_read(tmp_path):
-    data = _inputs(tmp_path / "in", 8, 300_000)
-    out = tmp_path / "out"
-    args = (str(tmp_path / "in"), "-o", str(out), "--workers", "1", "--codec", "gzip")
-    proc = _start(*args)
-    _wait_for_stores(proc, out)
+    data, out, args, proc = _run_stopped_at(tmp_path, 8, 1)
     family = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
     for p in family:
         try:

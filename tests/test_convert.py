@@ -142,7 +142,7 @@ def test_bad_crc_fails_that_archive_only_and_leaves_no_store(tmp_path, fmt):
     assert failed.status == "failed" and failed.member == "blob.bin"
     assert "CRC32 mismatch" in failed.error
     suffix = ".zarr" if fmt == "zarr" else ".h5"
-    combined = ["all.h5"] if fmt == "hdf5" else []  # the run's virtual dataset (combine.py)
+    combined = ["all.h5"] if fmt == "hdf5" else []  # the run's virtual dataset (virtual_dataset.py)
     expected = [*combined, f"good{suffix}", "manifest.json"]
     assert _store_files(tmp_path / "out") == expected  # no temporaries
 

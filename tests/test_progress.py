@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import io
 
-from zconvert.progress import ProgressBar, human_bytes, summary_lines, want_bar
+from zconvert.progress import ProgressBar, summary_lines, want_bar
 from zconvert.records import ArrayRecord, Result
 from zconvert.run import Report
+from zconvert.units import human_bytes
 
 
 def _result(status: str, nbytes: int = 0, stored: int = 0) -> Result:

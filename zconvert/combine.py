@@ -1,57 +1,18 @@
 """One view over a whole run: the arrays of its manifest stacked along the row axis.
 
-`open_all(OUT)` is a lazy dask array for any run. For HDF5 runs, `write_virtual_dataset(OUT)`
-also writes OUT/all.h5, an HDF5 virtual dataset that any HDF5 reader (h5py, h5dump, ...)
-opens as one array; its sources are named relative to OUT, so the folder can be moved.
+`open_all(OUT)` is a lazy dask array for any run; an HDF5 run also has OUT/all.h5, written by
+virtual_dataset.py, which HDF5 readers open as one array.
 """
 
 from __future__ import annotations
 
-import logging
 import os
-from typing import Any, NamedTuple
-
-import numpy as np
+from typing import Any
 
 from .errors import StoreError
-from .readers import StoreRef, store_format
-
-log = logging.getLogger("zconvert")
-
-COMBINED_NAME = "all.h5"
-COMBINED_DATASET = "all"
-
-
-def _layouts(arrays: list[_Array]) -> str | None:
-    """Why the arrays cannot be stacked along rows, or None when they can."""
-    kinds = {(np.dtype(a.dtype).str, a.shape[1:]) for a in arrays}
-    if len(kinds) > 1:
-        listed = ", ".join(f"{d} x {list(s)}" for d, s in sorted(kinds))
-        return f"the arrays differ in dtype or row shape ({listed})"
-    return None
-
-
-class _Array(NamedTuple):
-    relpath: str  # of the store, relative to OUT
-    ref: StoreRef
-    shape: tuple[int, ...]
-    dtype: str
-
-
-def _manifest_arrays(out: str) -> list[_Array]:
-    """Every array of the manifest, in manifest order (as refs())."""
-    from .manifest import read_results
-
-    try:
-        results = read_results(out)
-    except FileNotFoundError:
-        raise StoreError(f"{out}: no manifest.json; is this the output folder of a run?") from None
-    return [
-        _Array(r.relpath, StoreRef(os.path.join(out, r.relpath), a.name), tuple(a.shape), a.dtype)
-        for r in results
-        if r.status != "failed"
-        for a in r.arrays
-    ]
+from .layout import store_format
+from .readers import StoreRef
+from .virtual_dataset import manifest_arrays, stacking_problem
 
 
 def open_all(out: str | os.PathLike[str]) -> Any:
@@ -59,14 +20,15 @@ def open_all(out: str | os.PathLike[str]) -> Any:
     import dask.array as da
 
     root = os.path.abspath(os.fspath(out))
-    arrays = _manifest_arrays(root)
+    arrays = manifest_arrays(root)
     if not arrays:
         raise StoreError(f"{root}: the manifest lists no converted arrays")
-    reason = _layouts(arrays)
+    reason = stacking_problem(arrays)
     if reason is not None:
         raise StoreError(f"{root}: cannot concatenate along rows: {reason}; open them one by one")
     parts = []
-    for _, ref, _, _ in arrays:
+    for a in arrays:
+        ref = StoreRef(os.path.join(root, a.relpath), a.name)
         if store_format(ref.store) == "zarr":
             # One dask chunk per shard of a sharded array (None: zarr's chunks): a shard's
             # small chunks are read together, not as many tiny tasks.
@@ -76,61 +38,3 @@ def open_all(out: str | os.PathLike[str]) -> Any:
             dset = ref.open()  # h5py keeps the file open for as long as dask reads from it
             parts.append(da.from_array(dset, chunks=dset.chunks or "auto", name=False))
     return da.concatenate(parts, axis=0)
-
-
-def load_writer() -> None:
-    """Import what write_virtual_dataset needs (h5py and the modules it loads on first use:
-    30-40 ms), so that a run can do it while a core is idle rather than after its last
-    result."""
-    import h5py
-    import h5py._hl.vds  # noqa: F401 - loaded on first use otherwise
-
-    from .sinks import _atomic  # noqa: F401
-
-
-def write_virtual_dataset(out: str | os.PathLike[str]) -> str | None:
-    """Write OUT/all.h5 over every HDF5 array of the manifest; None (and a log line) when they
-    cannot be stacked, in which case any older all.h5 is removed rather than left stale."""
-    import h5py
-
-    from .sinks._atomic import publish, remove_path, temp_sibling
-
-    root = os.path.abspath(os.fspath(out))
-    final = os.path.join(root, COMBINED_NAME)
-    arrays = [a for a in _manifest_arrays(root) if a.relpath.endswith(".h5")]
-    reason = "no HDF5 arrays in the manifest" if not arrays else _layouts(arrays)
-    if reason is not None:
-        remove_path(final)
-        log.info("%s not written: %s", final, reason)
-        return None
-    row_shape, dtype = arrays[0].shape[1:], arrays[0].dtype
-    total_rows = sum(a.shape[0] for a in arrays)
-    layout = h5py.VirtualLayout(shape=(total_rows, *row_shape), dtype=dtype)
-    # Relative file names are looked up next to the virtual file first: the run folder can be
-    # moved or mounted elsewhere as a whole.
-    row = 0
-    for a in arrays:
-        layout[row : row + a.shape[0]] = h5py.VirtualSource(a.relpath, a.ref.name, shape=a.shape)
-        row += a.shape[0]
-    temp = temp_sibling(final)
-    try:
-        # HDF5 1.10's format (virtual datasets need it anyway) keeps large attributes out of
-        # the object header: `sources` names every store, and above about 5,000 stores the
-        # default format's 64 KiB header refused it.
-        with h5py.File(temp, "w", libver=("v110", "v110")) as f:
-            # A missing source file reads as NaN (floats), not as plausible zeros.
-            fill = np.nan if np.dtype(dtype).kind in "fc" else 0
-            dset = f.create_virtual_dataset(COMBINED_DATASET, layout, fillvalue=fill)
-            rest = (
-                ["column"]
-                if len(row_shape) == 1
-                else [f"dim_{i}" for i in range(1, 1 + len(row_shape))]
-            )
-            dset.attrs["_ARRAY_DIMENSIONS"] = ["row", *rest]
-            dset.attrs["sources"] = [f"{a.relpath}:{a.ref.name}" for a in arrays]
-            dset.attrs["source_rows"] = [a.shape[0] for a in arrays]
-        publish(temp, final)
-    except BaseException:
-        remove_path(temp)
-        raise
-    return final

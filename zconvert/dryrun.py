@@ -91,7 +91,7 @@ def plan_run(config: RunConfig) -> list[PlannedTask]:
 
 def plan_lines(planned: list[PlannedTask], output: str) -> list[str]:
     """The dry run as text: one line per archive, then the totals."""
-    from .progress import human_bytes
+    from .units import human_bytes
 
     lines = []
     for p in planned:

@@ -11,9 +11,9 @@ import os
 from typing import Any
 
 from .errors import StoreError
+from .layout import store_format
 from .manifest import MANIFEST_NAME, iter_manifest
-from .progress import human_bytes
-from .readers import store_format
+from .units import human_bytes
 
 # HDF5 Blosc filter: compressor code -> name (the filter's 7th parameter).
 _BLOSC_CODES = {0: "blosclz", 1: "lz4", 2: "lz4hc", 3: "snappy", 4: "zlib", 5: "zstd"}

@@ -1,5 +1,5 @@
-"""What the sinks lay out and the readers must know: where a mappable Zarr array keeps its
-bytes, and which datasets of an HDF5 store are its arrays.
+"""What the sinks lay out and the readers must know: which format a store is, where a
+mappable Zarr array keeps its bytes, and which datasets of an HDF5 store are its arrays.
 
 zarr has no memory-mapped read path, but an array stored as a single chunk with no
 compressor, no filter and C order is, byte for byte, the raw array in its chunk file
@@ -18,6 +18,29 @@ import os
 from typing import Any
 
 import numpy as np
+
+from .errors import StoreError
+
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def store_format(store: str | os.PathLike[str]) -> str:
+    """'zarr' or 'hdf5', from what is at the path (not only its name)."""
+    path = os.fspath(store)
+    if os.path.isdir(path):
+        if os.path.exists(os.path.join(path, "zarr.json")) or os.path.exists(
+            os.path.join(path, ".zgroup")
+        ):
+            return "zarr"
+        raise StoreError(f"{path}: a folder but not a Zarr store (no zarr.json or .zgroup)")
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except FileNotFoundError:
+        raise StoreError(f"{path}: no such store") from None
+    if head == _HDF5_SIGNATURE:
+        return "hdf5"
+    raise StoreError(f"{path}: not a Zarr or HDF5 store")
 
 
 def chunk_key(array: Any) -> str:

@@ -49,7 +49,7 @@ def opened_store(
     """(root attributes, arrays' metadata sorted by name, open array handles by name) of a
     store, open for as long as the block runs. `stored_bytes=False` skips listing each array's
     stored chunks (a store request of its own per array)."""
-    from .readers import store_format
+    from .layout import store_format
 
     if store_format(store) == "zarr":
         import zarr

@@ -144,7 +144,7 @@ def _convert_all(
                 if on_result is not None:
                     on_result(result)
                 if all_h5 and done == warm_at:
-                    from .combine import load_writer
+                    from .virtual_dataset import load_writer
 
                     load_writer()
                 if time.monotonic() >= next_write:
@@ -187,7 +187,9 @@ def run(
         for relpath in old_layout:  # --overwrite replaces the old layout's stores
             _remove_store(join(out, relpath) if remote else os.path.join(out, relpath), config)
         if old_layout and not remote and config.options.format != "hdf5":
-            remove_path(os.path.join(out, "all.h5"))  # combine.COMBINED_NAME: HDF5 runs only
+            remove_path(
+                os.path.join(out, "all.h5")
+            )  # virtual_dataset.COMBINED_NAME: HDF5 runs only
         for task in tasks:
             if task.relpath in current:
                 by_relpath[task.relpath] = current[task.relpath]
@@ -212,7 +214,7 @@ def run(
         unchanged = not todo and not old_layout and manifest.was_complete and manifest.has_index
         manifest_file = manifest.path if unchanged else manifest.write(results)
         if config.options.format == "hdf5" and not remote:
-            from .combine import COMBINED_NAME, write_virtual_dataset
+            from .virtual_dataset import COMBINED_NAME, write_virtual_dataset
 
             if not (unchanged and os.path.exists(os.path.join(out, COMBINED_NAME))):
                 write_virtual_dataset(out)  # OUT/all.h5: the whole run as one HDF5 dataset

@@ -7,7 +7,7 @@ the time to the first converted archive.
 
 from __future__ import annotations
 
-from .records import Result, Task, VerifyTask
+from .records import Result, Task
 
 
 def convert_archive(task: Task) -> Result:
@@ -22,10 +22,3 @@ def convert_archive_unless_current(task: Task) -> Result:
     from .resume import convert_unless_current as convert_or_skip
 
     return convert_or_skip(task)
-
-
-def verify_store(task: VerifyTask) -> Result:
-    """Re-read one store and check it against its source's CRC32s (`zconvert verify`)."""
-    from .verify import verify_task
-
-    return verify_task(task)

@@ -97,11 +97,10 @@ def _run(tasks: list[VerifyTask], workers: int | None) -> dict[str, list[str]]:
         results = [verify_task(t) for t in tasks]
     else:
         from .executors import gc_frozen, get_executor
-        from .tasks import verify_store as verify_fn
 
         executor = get_executor("local", workers=workers)
         with gc_frozen():
-            results = list(executor.map(verify_fn, tasks))  # type: ignore[arg-type]
+            results = list(executor.map(verify_task, tasks))  # type: ignore[arg-type]
     return {
         r.store: [
             line if line.startswith(r.store) else f"{r.store}: {line}"  # a worker that died

@@ -64,12 +64,12 @@ def _floor_task(args: tuple[str, str | None]) -> int:
 
     import numpy as np
 
-    from zconvert.inflate import crc32, raw_decompressobj
+    from zconvert.zipread.inflate import crc32, raw_decompressobj
 
     path, codec = args
     encoder = None
     if codec:
-        from zconvert.codecs import get_preset
+        from zconvert.sinks.codecs import get_preset
 
         encoder = get_preset(codec).numcodecs_codec()
     chunk_bytes = CHUNK_ROWS * 16
@@ -121,7 +121,7 @@ def _seed_task(path: str):  # type: ignore[no-untyped-def]
 
 
 def _worker_settings() -> None:
-    import zconvert.worker_env  # noqa: F401 - the same thread and malloc settings as zconvert's
+    import zconvert.run.worker_env  # noqa: F401 - the same thread and malloc settings as zconvert's
 
 
 def _pool(workers: int) -> ProcessPoolExecutor:
@@ -164,7 +164,7 @@ def run_scenario(name: str, data: str, out: str, workers: int) -> dict[str, floa
         del zlib
     else:
         import zconvert
-        from zconvert.cli import configure_process
+        from zconvert.cli.commands import configure_process
 
         configure_process()  # this child is the command's process, as `zconvert convert` runs
         fmt, codec, *flags = name.split(":")
@@ -671,7 +671,7 @@ def machine_line() -> str:
     import zarr
 
     from zconvert import __version__
-    from zconvert.inflate import backend_summary
+    from zconvert.zipread.inflate import backend_summary
 
     cpu = platform.processor() or platform.machine()
     try:

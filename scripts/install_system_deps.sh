@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # System tools the tests use: HDF5's command-line tools as an independent reader, and the
-# ZIP writers tests/test_writers.py archives with (Info-ZIP zip, 7-Zip, libarchive's bsdtar,
+# ZIP writers tests/zipread/test_writers.py archives with (Info-ZIP zip, 7-Zip, libarchive's bsdtar,
 # the JDK's jar). Installs the missing ones with apt-get (Debian 12 package names) when we are
 # root; otherwise says what is missing. Under CI a missing writer fails its tests.
 set -euo pipefail

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import signal
 
-from zconvert.records import Result, Task
+from zconvert.core.records import Result, Task
 
 
 def die_on_poison(task: Task) -> Result:

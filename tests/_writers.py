@@ -1,4 +1,4 @@
-"""How each ZIP writer in common use archives the same two files, for tests/test_writers.py.
+"""How each ZIP writer in common use archives the same two files, for tests/zipread/test_writers.py.
 
 A Writer is plain data: the programs it needs, how to run them, and what the archive must
 hold and look like. The `features` it promises are checked on the archive itself, so a tool

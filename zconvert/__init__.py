@@ -11,26 +11,26 @@ from typing import TYPE_CHECKING, Any
 from ._version import __version__
 
 if TYPE_CHECKING:
-    from .combine import open_all
-    from .errors import ArchiveError, ConfigError, StoreError, ZconvertError
-    from .readers import StoreRef, array_names, open, open_memmap, refs
-    from .run import Report, convert
-    from .verify import verify
+    from .core.errors import ArchiveError, ConfigError, StoreError, ZconvertError
+    from .read.combine import open_all
+    from .read.readers import StoreRef, array_names, open, open_memmap, refs
+    from .read.verify import verify
+    from .run.convert import Report, convert
 
 _LAZY = {
-    "convert": "zconvert.run",
-    "Report": "zconvert.run",
-    "open": "zconvert.readers",
-    "array_names": "zconvert.readers",
-    "open_memmap": "zconvert.readers",
-    "StoreRef": "zconvert.readers",
-    "refs": "zconvert.readers",
-    "open_all": "zconvert.combine",
-    "ZconvertError": "zconvert.errors",
-    "ConfigError": "zconvert.errors",
-    "ArchiveError": "zconvert.errors",
-    "StoreError": "zconvert.errors",
-    "verify": "zconvert.verify",
+    "convert": "zconvert.run.convert",
+    "Report": "zconvert.run.convert",
+    "open": "zconvert.read.readers",
+    "array_names": "zconvert.read.readers",
+    "open_memmap": "zconvert.read.readers",
+    "StoreRef": "zconvert.read.readers",
+    "refs": "zconvert.read.readers",
+    "open_all": "zconvert.read.combine",
+    "ZconvertError": "zconvert.core.errors",
+    "ConfigError": "zconvert.core.errors",
+    "ArchiveError": "zconvert.core.errors",
+    "StoreError": "zconvert.core.errors",
+    "verify": "zconvert.read.verify",
 }
 
 __all__ = [

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .conftest import corrupt_crc, float_rows, make_zip
+from ..conftest import corrupt_crc, float_rows, make_zip
 
 
 def zconvert(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:

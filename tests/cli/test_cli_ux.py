@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from zconvert.config import KEYS
+from zconvert.run.config import KEYS
 
-from .conftest import corrupt_crc, float_rows, make_zip
+from ..conftest import corrupt_crc, float_rows, make_zip
 from .test_cli import zconvert
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 COMMANDS = ["convert", "plan", "inspect", "config"]
 
 
@@ -229,7 +229,7 @@ def test_every_example_config_is_valid(path):
 
 
 def test_config_docs_agree_with_keys():
-    from zconvert.configdoc import config_markdown
+    from zconvert.cli.configdoc import config_markdown
 
     doc = (REPO / "docs" / "CONFIG.md").read_text()
     assert doc == config_markdown(), "regenerate: zconvert config --markdown > docs/CONFIG.md"

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import io
 
-from zconvert.progress import ProgressBar, summary_lines, want_bar
-from zconvert.records import ArrayRecord, Result
-from zconvert.run import Report
-from zconvert.units import human_bytes
+from zconvert.cli.progress import ProgressBar, summary_lines, want_bar
+from zconvert.core.records import ArrayRecord, Result
+from zconvert.core.units import human_bytes
+from zconvert.run.convert import Report
 
 
 def _result(status: str, nbytes: int = 0, stored: int = 0) -> Result:
@@ -73,7 +73,7 @@ def test_tqdm_is_not_imported_without_a_bar(seed_dir, tmp_path):
     import sys
 
     code = (
-        "import sys; from zconvert.cli import main; "
+        "import sys; from zconvert.cli.commands import main; "
         f"rc = main(['convert', {str(seed_dir)!r}, '-o', {str(tmp_path / 'out')!r}, "
         "'--executor', 'serial']); "
         "assert rc == 0, rc; assert 'tqdm' not in sys.modules, 'tqdm imported'"

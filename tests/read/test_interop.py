@@ -19,13 +19,13 @@ import pytest
 import zarr
 
 import zconvert
-from zconvert.layout import hdf5_arrays, is_netcdf_dimension
-from zconvert.records import ConvertOptions
+from zconvert.core.records import ConvertOptions
 from zconvert.sinks import ArraySpec, open_sink
 from zconvert.sinks.hdf5 import netcdf_dimensions
+from zconvert.sinks.layout import hdf5_arrays, is_netcdf_dimension
 
-from ._s3 import S3, s3_fixture, s3_server  # noqa: F401  (fixtures)
-from .conftest import float_rows, make_zip
+from .._s3 import S3, s3_fixture, s3_server  # noqa: F401  (fixtures)
+from ..conftest import float_rows, make_zip
 
 xr = pytest.importorskip("xarray")
 

@@ -19,9 +19,9 @@ import numpy as np
 import pytest
 
 import zconvert
-from zconvert.codecs import PRESETS
+from zconvert.sinks.codecs import PRESETS
 
-from .conftest import float_rows, make_zip
+from ..conftest import float_rows, make_zip
 
 # (format, zarr_format, codec, contiguous): the layouts open_memmap can map.
 MAPPABLE = [("zarr", 3, "none", True), ("zarr", 2, "none", True), ("hdf5", 3, "none", False)]
@@ -210,7 +210,7 @@ def test_contiguous_needs_codec_none(tmp_path):
 
 
 def test_contiguous_flag_on_the_command_line(tmp_path):
-    from zconvert.cli import main
+    from zconvert.cli.commands import main
 
     data = float_rows(1234)
     make_zip(tmp_path / "in" / "a.zip", {"blob.bin": data})
@@ -222,7 +222,7 @@ def test_contiguous_flag_on_the_command_line(tmp_path):
 
 MEMORY_CHILD = r"""
 import sys, zconvert
-import zconvert.worker, zconvert.sinks.zarr  # imports count toward the baseline
+import zconvert.run.worker, zconvert.sinks.zarr  # imports count toward the baseline
 
 def hwm_mb():
     for line in open("/proc/self/status"):

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 
 import zconvert
-from zconvert.codecs import PRESETS
+from zconvert.sinks.codecs import PRESETS
 
-from .conftest import float_rows, make_zip
-from .test_hostile import patch_member
+from ..conftest import float_rows, make_zip
+from ..zipread.test_hostile import patch_member
 
 
 def zverify(*args: str) -> subprocess.CompletedProcess[str]:

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 import zconvert
-from zconvert.config import build_config
-from zconvert.errors import ConfigError
+from zconvert.core.errors import ConfigError
+from zconvert.run.config import build_config
 
 
 def _yaml(tmp_path: Path, body: str) -> Path:
@@ -129,7 +129,7 @@ def test_flags_are_validated_like_the_file(tmp_path):
 def test_dtypes_parsed_without_numpy_agree_with_numpy(value):
     import numpy as np
 
-    from zconvert.dtypes import parse_dtype
+    from zconvert.core.dtypes import parse_dtype
 
     try:
         expected = np.dtype(value)

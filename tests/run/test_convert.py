@@ -13,9 +13,9 @@ import pytest
 import zarr
 
 import zconvert
-from zconvert.codecs import PRESETS
+from zconvert.sinks.codecs import PRESETS
 
-from .conftest import corrupt_crc, float_rows, make_zip
+from ..conftest import corrupt_crc, float_rows, make_zip
 
 CODECS = list(PRESETS)
 
@@ -224,7 +224,7 @@ def test_manifest_records_every_store(tmp_path, seed_dir):
 
 
 def test_auto_runs_small_jobs_in_process_and_large_ones_in_the_pool(tmp_path, monkeypatch):
-    from zconvert import run as run_module
+    from zconvert.run import convert as run_module
 
     make_zip(tmp_path / "in" / "a.zip", {"blob.bin": float_rows(1000)})
     make_zip(tmp_path / "in" / "b.zip", {"blob.bin": float_rows(1000, seed=1)})
@@ -290,7 +290,7 @@ def test_workers_are_forked_only_from_a_single_threaded_parent_without_hdf5(seed
     """fork starts workers sooner; a parent with threads or HDF5 loaded gets a forkserver."""
     code = (
         "import sys, threading, zconvert\n"
-        "from zconvert.executors.local import _context\n"
+        "from zconvert.run.executors.local import _context\n"
         "assert _context().get_start_method() == 'fork'\n"
         "report = zconvert.convert(sys.argv[1], sys.argv[2], workers=2, executor='local')\n"
         "assert report.ok and len(report.converted) == 3, report.failed\n"
@@ -319,7 +319,7 @@ def test_the_command_loads_numpy_without_a_blas_thread_pool(seed_dir, tmp_path):
 
     code = (
         "import os, sys, time\n"
-        "from zconvert.cli import main\n"
+        "from zconvert.cli.commands import main\n"
         "assert main(['convert', sys.argv[1], '-o', sys.argv[2], '--format', 'hdf5', "
         "'--workers', '2', '--executor', 'local', '-q']) == 0\n"
         "assert 'numpy' in sys.modules\n"
@@ -341,8 +341,8 @@ def test_hdf5_workers_never_load_numcodecs(seed_dir, tmp_path):
     """numcodecs (15-25 ms to import) is Zarr's; an HDF5 worker has no use for it."""
     code = (
         "import sys\n"
-        "from zconvert.worker import convert_task, init_process\n"
-        "from zconvert.records import ConvertOptions, Task\n"
+        "from zconvert.run.worker import convert_task, init_process\n"
+        "from zconvert.core.records import ConvertOptions, Task\n"
         "init_process()\n"
         "options = ConvertOptions(format='hdf5', codec='none')\n"
         "store = sys.argv[2] + '/a.h5'\n"

@@ -10,15 +10,15 @@ import numpy as np
 import pytest
 
 import zconvert
-from zconvert.cli import main
-from zconvert.config import build_config
-from zconvert.executors import get_executor
-from zconvert.manifest import read_manifest
-from zconvert.records import Result, Task
-from zconvert.worker import convert_task
+from zconvert.cli.commands import main
+from zconvert.core.records import Result, Task
+from zconvert.run.config import build_config
+from zconvert.run.executors import get_executor
+from zconvert.run.manifest import read_manifest
+from zconvert.run.worker import convert_task
 
-from ._s3 import S3, s3_fixture, s3_server  # noqa: F401  (fixtures)
-from .conftest import corrupt_crc, float_rows, make_zip
+from .._s3 import S3, s3_fixture, s3_server  # noqa: F401  (fixtures)
+from ..conftest import corrupt_crc, float_rows, make_zip
 
 distributed = pytest.importorskip("distributed")
 
@@ -72,7 +72,7 @@ def test_config_keys_for_dask_and_storage():
 
 @pytest.mark.slow
 def test_unreachable_scheduler_is_a_config_error_naming_it(seed_dir, tmp_path, monkeypatch):
-    import zconvert.executors.dask as dask_executor
+    import zconvert.run.executors.dask as dask_executor
 
     monkeypatch.setattr(dask_executor, "CONNECT_TIMEOUT_S", 2)
     with pytest.raises(
@@ -144,7 +144,7 @@ def exit_for_archive_2(task: Task) -> Result:
 
 
 def _tasks(seed_dir: Path, out: Path) -> list[Task]:
-    from zconvert.plan import plan_tasks
+    from zconvert.run.plan import plan_tasks
 
     return plan_tasks(build_config(inputs=[str(seed_dir)], output=str(out)))
 

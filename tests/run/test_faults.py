@@ -21,7 +21,7 @@ import pytest
 
 import zconvert
 
-from .conftest import float_rows, make_zip
+from ..conftest import float_rows, make_zip
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -219,7 +219,7 @@ def test_file_size_limit_fails_that_archive_and_leaves_no_partial_store(
 
 
 def _tasks(folder: Path, names: list[str], size: int) -> list:
-    from zconvert.records import ConvertOptions, Task
+    from zconvert.core.records import ConvertOptions, Task
 
     folder.mkdir(parents=True, exist_ok=True)
     tasks = []
@@ -233,7 +233,7 @@ def _tasks(folder: Path, names: list[str], size: int) -> list:
 
 
 def test_small_archives_travel_in_batches_in_order_and_large_ones_alone(tmp_path):
-    from zconvert.executors.local import BATCH_BYTES, BATCH_MAX, plan_batches
+    from zconvert.run.executors.local import BATCH_BYTES, BATCH_MAX, plan_batches
 
     small = _tasks(tmp_path / "s", [f"s{i:03d}" for i in range(200)], 1000)
     large = _tasks(tmp_path / "l", ["big0", "big1"], BATCH_BYTES)
@@ -251,9 +251,9 @@ def test_small_archives_travel_in_batches_in_order_and_large_ones_alone(tmp_path
 def test_a_worker_dying_inside_a_batch_fails_only_its_task(tmp_path):
     """Real pool, real SIGKILL: batch-mates that had finished lose only their Result and are
     rerun; the task that was running is retried alone and blamed only if it dies again."""
-    from zconvert.executors.local import LocalExecutor
+    from zconvert.run.executors.local import LocalExecutor
 
-    from ._poison import die_on_poison
+    from .._poison import die_on_poison
 
     names = [f"s{i:03d}" for i in range(120)]
     names[57] = "poison57"

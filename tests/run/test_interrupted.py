@@ -15,10 +15,10 @@ import psutil
 import pytest
 
 import zconvert
-import zconvert.run
+import zconvert.run.convert
 
-from .conftest import float_rows, make_zip
-from .test_cli import zconvert as cli
+from ..cli.test_cli import zconvert as cli
+from ..conftest import float_rows, make_zip
 from .test_faults import start_cli
 
 pytestmark = pytest.mark.timeout(300)
@@ -127,7 +127,7 @@ def test_kill_9_before_any_manifest_leaves_a_folder_inspect_and_verify_read(tmp_
 def test_a_long_run_rewrites_its_manifest_as_it_goes(tmp_path, monkeypatch):
     _inputs(tmp_path / "in", 4, 1000)
     out = tmp_path / "out"
-    monkeypatch.setattr(zconvert.run, "MANIFEST_EVERY_S", 0.0)
+    monkeypatch.setattr(zconvert.run.convert, "MANIFEST_EVERY_S", 0.0)
     seen: list[tuple[bool, int]] = []
 
     def on_result(result: object) -> None:

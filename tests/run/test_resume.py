@@ -15,14 +15,14 @@ import numpy as np
 import pytest
 
 import zconvert
-from zconvert.config import build_config
-from zconvert.errors import ConfigError
-from zconvert.outdir import lock_output
-from zconvert.plan import plan_tasks
-from zconvert.resume import store_is_current
+from zconvert.core.errors import ConfigError
+from zconvert.run.config import build_config
+from zconvert.run.outdir import lock_output
+from zconvert.run.plan import plan_tasks
+from zconvert.run.resume import store_is_current
 
-from .conftest import float_rows, make_zip
-from .test_hostile import patch_member
+from ..conftest import float_rows, make_zip
+from ..zipread.test_hostile import patch_member
 
 
 def _statuses(report) -> dict[str, str]:  # type: ignore[no-untyped-def]
@@ -223,7 +223,7 @@ def test_lock_of_a_killed_run_is_released(seed_dir, tmp_path):
         [
             sys.executable,
             "-c",
-            "import sys, time; from zconvert.outdir import lock_output\n"
+            "import sys, time; from zconvert.run.outdir import lock_output\n"
             "with lock_output(sys.argv[1]):\n print('locked', flush=True); time.sleep(60)",
             str(out),
         ],
@@ -240,8 +240,8 @@ def test_lock_of_a_killed_run_is_released(seed_dir, tmp_path):
 
 
 def test_dry_run_reports_current_stores_as_skipped(seed_dir, tmp_path):
-    from zconvert.config import build_config
-    from zconvert.dryrun import plan_run
+    from zconvert.run.config import build_config
+    from zconvert.run.dryrun import plan_run
 
     out = tmp_path / "out"
     zconvert.convert(seed_dir, out, executor="serial")

@@ -15,12 +15,12 @@ import pytest
 import zarr
 
 import zconvert
-from zconvert.manifest import read_manifest
-from zconvert.records import ConvertOptions
-from zconvert.storage import discover, is_url, join
+from zconvert.core.records import ConvertOptions
+from zconvert.core.storage import discover, is_url, join
+from zconvert.run.manifest import read_manifest
 
-from ._s3 import S3, s3_fixture, s3_server  # noqa: F401  (fixtures)
-from .conftest import corrupt_crc, float_rows, make_zip
+from .._s3 import S3, s3_fixture, s3_server  # noqa: F401  (fixtures)
+from ..conftest import corrupt_crc, float_rows, make_zip
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
 
@@ -205,8 +205,8 @@ _CHILD = textwrap.dedent(
     """
     import json, sys
     import zconvert, zarr, s3fs
-    from zconvert.worker import init_process
-    from zconvert.storage import source_stat
+    from zconvert.run.worker import init_process
+    from zconvert.core.storage import source_stat
 
     def status(field):
         for line in open("/proc/self/status"):

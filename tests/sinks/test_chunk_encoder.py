@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from zconvert import chunk_encoder
-from zconvert.codecs import get_preset
+from zconvert.sinks import chunk_encoder
+from zconvert.sinks.codecs import get_preset
 
-from .conftest import float_rows
+from ..conftest import float_rows
 
 
 @pytest.mark.parametrize("name", ["blosc-lz4", "blosc-zstd"])

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 import zconvert
-from zconvert.directio import ALIGN, DirectFile, FileWriter, aligned_buffer, slab_buffers
+from zconvert.sinks.directio import ALIGN, DirectFile, FileWriter, aligned_buffer, slab_buffers
 
-from .conftest import float_rows, make_zip
+from ..conftest import float_rows, make_zip
 
 
 @pytest.mark.parametrize("enabled", [True, False])

@@ -13,9 +13,9 @@ import zarr
 from zarr.codecs import BloscCodec, GzipCodec, ZstdCodec
 
 import zconvert
-from zconvert.codecs import PRESETS
+from zconvert.sinks.codecs import PRESETS
 
-from .conftest import float_rows, make_zip
+from ..conftest import float_rows, make_zip
 
 ZARR_API_COMPRESSORS = {
     3: {

@@ -19,9 +19,9 @@ import zarr
 
 import zconvert
 from zconvert import sinks
-from zconvert.codecs import PRESETS
-from zconvert.records import ConvertOptions
+from zconvert.core.records import ConvertOptions
 from zconvert.sinks import ArraySpec, open_sink
+from zconvert.sinks.codecs import PRESETS
 
 CODECS = list(PRESETS)
 # (id, format, zarr_format, sharded)

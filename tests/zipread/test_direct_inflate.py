@@ -7,12 +7,12 @@ import zipfile
 import numpy as np
 import pytest
 
-from zconvert import direct_inflate
-from zconvert.archive import MemberReader
-from zconvert.errors import ArchiveError
-from zconvert.members import list_members, open_archive
+from zconvert.core.errors import ArchiveError
+from zconvert.zipread import direct_inflate
+from zconvert.zipread.archive import MemberReader
+from zconvert.zipread.members import list_members, open_archive
 
-from .conftest import float_rows, make_zip
+from ..conftest import float_rows, make_zip
 
 
 def _read(path, piece: int) -> tuple[MemberReader, bytes]:  # type: ignore[no-untyped-def]

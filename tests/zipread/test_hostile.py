@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 import zconvert
 
-from .conftest import corrupt_crc, float_rows, make_zip
+from ..conftest import corrupt_crc, float_rows, make_zip
 
 GOOD = float_rows(3000, seed=7)
 

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 import zconvert
-from zconvert.errors import ConfigError
+from zconvert.core.errors import ConfigError
 
-from .conftest import float_rows, make_zip
-from .test_cli import zconvert as cli
+from ..cli.test_cli import zconvert as cli
+from ..conftest import float_rows, make_zip
 
 VALUES = float_rows(1000, seed=3)
 STAMPS = np.arange(1000, dtype="<i8") * 1_000_000

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 
 import zconvert
-from zconvert import parallel_inflate
-from zconvert.archive import MemberReader
-from zconvert.errors import ArchiveError
-from zconvert.members import list_members, open_archive
+from zconvert.core.errors import ArchiveError
+from zconvert.zipread import parallel_inflate
+from zconvert.zipread.archive import MemberReader
+from zconvert.zipread.members import list_members, open_archive
 
-from .conftest import float_rows, make_zip
+from ..conftest import float_rows, make_zip
 
 pytestmark = pytest.mark.skipif(not parallel_inflate.available(), reason="rapidgzip missing")
 
@@ -78,7 +78,7 @@ def test_a_single_large_archive_converts_through_the_parallel_path(tmp_path, sma
 
 
 def test_auto_inflates_in_parallel_only_where_memory_stays_bounded():
-    from zconvert.parallel_inflate import (
+    from zconvert.zipread.parallel_inflate import (
         PARALLEL_AUTO_MAX_BYTES,
         PARALLEL_MIN_BYTES,
         threads_for,
@@ -96,9 +96,9 @@ def test_auto_inflates_in_parallel_only_where_memory_stays_bounded():
 def test_one_archive_gets_the_idle_cores_unless_parallel_inflate_is_off(tmp_path, setting):
     import os
 
-    from zconvert.config import build_config
-    from zconvert.plan import plan_tasks
-    from zconvert.run import _with_spare_cores
+    from zconvert.run.config import build_config
+    from zconvert.run.convert import _with_spare_cores
+    from zconvert.run.plan import plan_tasks
 
     make_zip(tmp_path / "in" / "a.zip", {"blob.bin": float_rows(1000)})
     options = {} if setting is None else {"parallel_inflate": setting}

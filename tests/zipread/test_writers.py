@@ -22,7 +22,7 @@ import pytest
 
 import zconvert
 
-from ._writers import UNFIXED_OFFSETS, WRITERS, Writer, archive_features, write_sources
+from .._writers import UNFIXED_OFFSETS, WRITERS, Writer, archive_features, write_sources
 
 FORMATS = {"zarr": ".zarr", "hdf5": ".h5"}
 

@@ -1,4 +1,4 @@
-"""The `zconvert` command: runs the subcommands cli_parser.py defines and prints results.
+"""The `zconvert` command: runs the subcommands parser.py defines and prints results.
 
 Exit status: 0 all converted (or verified), 1 any archive failed (or was refused by a dry
 run, or any verify problem), 2 usage or config error, or OUT locked by another run,
@@ -17,7 +17,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from .cli_parser import EXIT_FAILED, EXIT_OK, EXIT_USAGE, build_parser
+from .parser import EXIT_FAILED, EXIT_OK, EXIT_USAGE, build_parser
 
 log = logging.getLogger("zconvert")
 
@@ -33,9 +33,9 @@ def _print_json(document: Any) -> None:
 
 
 def _config_from(args: argparse.Namespace) -> Any:
-    from .config import build_config
+    from ..core.errors import ConfigError
+    from ..run.config import build_config
     from .configdoc import flag_for
-    from .errors import ConfigError
 
     local = ("command", "config", "verbose", "debug", "log_file", "json", "dry_run", "quiet")
     overrides = {k: v for k, v in vars(args).items() if k not in local}
@@ -54,7 +54,7 @@ def _config_from(args: argparse.Namespace) -> Any:
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
-    from .dryrun import plan_lines, plan_run
+    from ..run.dryrun import plan_lines, plan_run
 
     config = _config_from(args)
     planned = plan_run(config)
@@ -69,8 +69,8 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 def _cmd_convert(args: argparse.Namespace) -> int:
     if args.dry_run:
         return _cmd_plan(args)
+    from ..run.convert import run
     from .progress import ProgressBar, summary_lines, want_bar
-    from .run import run
 
     config = _config_from(args)
     bar = ProgressBar(want_bar(args.quiet))
@@ -105,8 +105,8 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
-    from .inspect import UNFINISHED, is_unfinished_folder
-    from .verify import verify
+    from ..read.inspect import UNFINISHED, is_unfinished_folder
+    from ..read.verify import verify
 
     if args.workers is not None and args.workers < 1:
         log.error("error: --workers: %s is not a positive number of processes", args.workers)
@@ -125,7 +125,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
-    from .inspect import inspect_path, inspect_store, output_lines, store_lines
+    from ..read.inspect import inspect_path, inspect_store, output_lines, store_lines
 
     info = inspect_path(args.path)
     if args.json:
@@ -156,7 +156,7 @@ def _cmd_config(args: argparse.Namespace) -> int:
     if args.markdown:
         sys.stdout.write(config_markdown())
         return EXIT_OK
-    from .config import RunConfig, load_yaml
+    from ..run.config import RunConfig, load_yaml
 
     RunConfig.from_mapping(load_yaml(args.check), args.check)
     print(f"ok: {args.check}")
@@ -218,7 +218,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         print(f"zconvert: error: --log-file {args.log_file}: {exc.strerror}", file=sys.stderr)
         return EXIT_USAGE
-    from .errors import ConfigError, ZconvertError
+    from ..core.errors import ConfigError, ZconvertError
 
     if threading.current_thread() is threading.main_thread():
         global _COMMAND_PID

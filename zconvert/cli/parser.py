@@ -1,6 +1,6 @@
 """The `zconvert` command line: subcommands, flags, help texts and examples.
 
-Parsing only; cli.py runs the commands. Unset convert flags stay absent (SUPPRESS), so a
+Parsing only; commands.py runs the commands. Unset convert flags stay absent (SUPPRESS), so a
 YAML run's values are overridden only by flags actually given.
 """
 
@@ -10,7 +10,7 @@ import argparse
 import json
 from typing import Any
 
-from ._version import __version__
+from .._version import __version__
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2  # shell-friendly exit status
 
@@ -313,6 +313,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _version_text() -> str:
-    from .inflate import backend_summary
+    from ..zipread.inflate import backend_summary
 
     return f"zconvert {__version__} ({backend_summary()})"

@@ -12,8 +12,8 @@ import sys
 from collections.abc import Iterator, Sequence
 from typing import Any, TextIO
 
-from .records import Result, Task
-from .units import human_bytes
+from ..core.records import Result, Task
+from ..core.units import human_bytes
 
 
 def want_bar(quiet: bool, stream: TextIO | None = None) -> bool:
@@ -44,7 +44,7 @@ class ProgressBar:
         from tqdm import tqdm
 
         # No monitor thread: the bar is redrawn on every result anyway, and a parent without
-        # threads can fork its workers (executors/local.py).
+        # threads can fork its workers (run/executors/local.py).
         tqdm.monitor_interval = 0
         self.bar = tqdm(
             total=len(tasks),

@@ -13,12 +13,12 @@ from typing import Any
 
 import numpy as np
 
-from .archive import data_offset
-from .errors import StoreError
-from .inflate import crc32
-from .member_layout import raw_shape
-from .members import Member, method_name, open_archive, select_members
-from .npy import is_npy, read_header
+from ..core.errors import StoreError
+from ..zipread.archive import data_offset
+from ..zipread.inflate import crc32
+from ..zipread.member_layout import raw_shape
+from ..zipread.members import Member, method_name, open_archive, select_members
+from ..zipread.npy import is_npy, read_header
 
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 _VERIFY_PIECE = 8 << 20
@@ -75,8 +75,8 @@ def archive_memmap(
             offset, dt, dims = start + header.header_bytes, np.dtype(header.dtype), header.shape
             fortran = header.fortran_order
         else:
-            from .config import parse_shape
-            from .dtypes import parse_dtype
+            from ..core.dtypes import parse_dtype
+            from ..run.config import parse_shape
 
             dt = np.dtype(parse_dtype("<f4" if dtype is None else dtype, "dtype", None))
             layout = parse_shape([-1, 4] if shape is None else shape, "shape", None)

@@ -9,10 +9,10 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from .errors import StoreError
-from .layout import store_format
+from ..core.errors import StoreError
+from ..run.virtual_dataset import manifest_arrays, stacking_problem
+from ..sinks.layout import store_format
 from .readers import StoreRef
-from .virtual_dataset import manifest_arrays, stacking_problem
 
 
 def open_all(out: str | os.PathLike[str]) -> Any:

@@ -10,10 +10,10 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from .errors import StoreError
-from .layout import store_format
-from .manifest import MANIFEST_NAME, iter_manifest
-from .units import human_bytes
+from ..core.errors import StoreError
+from ..core.units import human_bytes
+from ..run.manifest import MANIFEST_NAME, iter_manifest
+from ..sinks.layout import store_format
 
 # HDF5 Blosc filter: compressor code -> name (the filter's 7th parameter).
 _BLOSC_CODES = {0: "blosclz", 1: "lz4", 2: "lz4hc", 3: "snappy", 4: "zlib", 5: "zstd"}
@@ -125,8 +125,8 @@ def inspect_store(store: str | os.PathLike[str]) -> dict[str, Any]:
     else:
         import h5py
 
-        from .hdf5_filters import load_hdf5_filters
-        from .layout import hdf5_arrays
+        from ..sinks.hdf5_filters import load_hdf5_filters
+        from ..sinks.layout import hdf5_arrays
 
         load_hdf5_filters()  # so that the filters' parameters read back
 
@@ -249,7 +249,7 @@ def inspect_unfinished(out: str | os.PathLike[str]) -> dict[str, Any]:
 
 def _found_stores(out: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """The stores in a run folder, found by walking it, each described by its own metadata."""
-    from .outdir import stores_in
+    from ..run.outdir import stores_in
 
     root = os.path.abspath(os.fspath(out))
     stores = []
@@ -294,7 +294,7 @@ def inspect_path(path: str | os.PathLike[str]) -> dict[str, Any]:
 def is_unfinished_folder(path: str | os.PathLike[str]) -> bool:
     """A folder that is not a store and has no manifest but holds zconvert's lock file or
     stores: the output folder of a run that was killed before it wrote its manifest."""
-    from .outdir import LOCK_NAME, stores_in
+    from ..run.outdir import LOCK_NAME, stores_in
 
     path = os.fspath(path)
     if not os.path.isdir(path) or is_output_folder(path):

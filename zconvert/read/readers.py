@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import StoreError
-from .layout import store_format
+from ..core.errors import StoreError
+from ..sinks.layout import store_format
 
 
 def array_names(store: str | os.PathLike[str]) -> list[str]:
@@ -31,7 +31,7 @@ def array_names(store: str | os.PathLike[str]) -> list[str]:
         )
     import h5py
 
-    from .layout import hdf5_arrays
+    from ..sinks.layout import hdf5_arrays
 
     with h5py.File(path, "r", locking=False) as f:
         return [name for name, _ in hdf5_arrays(f)]  # the netCDF dimension scales left out
@@ -65,7 +65,7 @@ def open(store: str | os.PathLike[str], name: str | None = None) -> Any:
             raise StoreError(f"{path}: no array named {name!r}") from exc
     import h5py
 
-    from .hdf5_filters import load_hdf5_filters
+    from ..sinks.hdf5_filters import load_hdf5_filters
 
     load_hdf5_filters()  # the Blosc/Zstd filters compressed datasets need
 
@@ -112,12 +112,12 @@ def open_memmap(
     if dtype is not None or shape is not None or verify:
         raise StoreError(
             f"{path}: dtype=, shape= and verify= apply to ZIP/.npz members; a store knows its "
-            "own (zconvert.verify checks a store)"
+            "own (zconvert.read.verify checks a store)"
         )
     fmt = store_format(path)
     name = _pick(path, name)
     if fmt == "zarr":
-        from .layout import chunk_dtype, chunk_path, not_mappable_reason
+        from ..sinks.layout import chunk_dtype, chunk_path, not_mappable_reason
 
         array = open(path, name)
         reason = not_mappable_reason(array)
@@ -213,7 +213,7 @@ class StoreRef:
 
 def refs(out: str | os.PathLike[str]) -> list[StoreRef]:
     """A StoreRef for every array of a run folder's manifest, in manifest order."""
-    from .manifest import read_results
+    from ..run.manifest import read_results
 
     root = os.path.abspath(os.fspath(out))
     try:

@@ -16,14 +16,14 @@ from typing import Any
 
 import numpy as np
 
-from .archive import MemberReader
-from .errors import ArchiveError
-from .fingerprint import OPTIONS_ATTR
-from .inflate import crc32
-from .manifest import manifest_path, read_results
-from .members import list_members, open_archive
-from .records import ArrayRecord, ConvertOptions, Result, VerifyTask
-from .resume import StoredArray, opened_store
+from ..core.errors import ArchiveError
+from ..core.records import ArrayRecord, ConvertOptions, Result, VerifyTask
+from ..run.fingerprint import OPTIONS_ATTR
+from ..run.manifest import manifest_path, read_results
+from ..run.resume import StoredArray, opened_store
+from ..zipread.archive import MemberReader
+from ..zipread.inflate import crc32
+from ..zipread.members import list_members, open_archive
 
 SLAB_BYTES = 8 << 20
 
@@ -38,8 +38,8 @@ def verify(
     of `workers` processes (default: one per core), as `convert` converts them."""
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
+    from ..run.outdir import stores_in
     from .inspect import is_unfinished_folder
-    from .outdir import stores_in
 
     # In order: a problem found here (a str) or a store to check.
     items: list[str | VerifyTask] = []
@@ -96,7 +96,7 @@ def _run(tasks: list[VerifyTask], workers: int | None) -> dict[str, list[str]]:
     if len(tasks) <= 1 or workers == 1:
         results = [verify_task(t) for t in tasks]
     else:
-        from .executors import gc_frozen, get_executor
+        from ..run.executors import gc_frozen, get_executor
 
         executor = get_executor("local", workers=workers)
         with gc_frozen():

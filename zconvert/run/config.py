@@ -11,10 +11,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-from .codecs import PRESETS
-from .dtypes import dtype_itemsize, parse_dtype
-from .errors import ConfigError
-from .records import ConvertOptions, MemberRule, default_chunk_rows
+from ..core.dtypes import dtype_itemsize, parse_dtype
+from ..core.errors import ConfigError
+from ..core.records import ConvertOptions, MemberRule, default_chunk_rows
+from ..sinks.codecs import PRESETS
 
 # key -> (example value, one-line documentation). The single place every key is described.
 KEYS: dict[str, tuple[Any, str]] = {

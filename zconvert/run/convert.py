@@ -9,15 +9,15 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from ..core.records import Result, Task
+from ..core.storage import is_url, join
+from ..sinks.atomic import remove_path
+from ..zipread.inflate import backend_summary
 from .config import RunConfig, build_config
 from .executors import gc_frozen, get_executor
-from .inflate import backend_summary
 from .outdir import lock_output, remove_leftovers
 from .plan import archive_size, plan_tasks
-from .records import Result, Task
 from .run_manifest import RunManifest
-from .sinks._atomic import remove_path
-from .storage import is_url, join
 from .tasks import convert_archive, convert_archive_unless_current
 
 
@@ -105,7 +105,7 @@ def _with_spare_cores(tasks: list[Task], engine: str, workers: int | None) -> li
 
 def _remove_store(store: str, config: RunConfig) -> None:
     if is_url(store):
-        from .storage import remove_tree
+        from ..core.storage import remove_tree
 
         remove_tree(store, config.storage_options)
     else:

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
 
+from ..core.errors import ArchiveError
+from ..core.records import Task
+from ..zipread.member_layout import layout_for
+from ..zipread.members import check_member, open_archive, select_members
 from .config import RunConfig
-from .errors import ArchiveError
-from .member_layout import layout_for
-from .members import check_member, open_archive, select_members
 from .plan import plan_tasks
-from .records import Task
 
 
 @dataclass(frozen=True)
@@ -91,7 +91,7 @@ def plan_run(config: RunConfig) -> list[PlannedTask]:
 
 def plan_lines(planned: list[PlannedTask], output: str) -> list[str]:
     """The dry run as text: one line per archive, then the totals."""
-    from .units import human_bytes
+    from ..core.units import human_bytes
 
     lines = []
     for p in planned:

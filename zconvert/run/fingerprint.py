@@ -11,8 +11,8 @@ import hashlib
 import json
 from typing import Any
 
-from .dtypes import canonical_dtype
-from .records import ConvertOptions, run_chunk_rows
+from ..core.dtypes import canonical_dtype
+from ..core.records import ConvertOptions, run_chunk_rows
 
 OPTIONS_ATTR = "zconvert_options"
 

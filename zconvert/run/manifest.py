@@ -12,8 +12,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict
 from typing import Any
 
-from .records import ConvertOptions, Result, run_chunk_rows
-from .storage import is_url, join
+from ..core.records import ConvertOptions, Result, run_chunk_rows
+from ..core.storage import is_url, join
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_VERSION = 1
@@ -73,7 +73,7 @@ def read_manifest(
 ) -> dict[str, Any]:
     """The manifest document of a run folder or URL; FileNotFoundError if there is none."""
     if is_url(out):
-        from .storage import read_bytes
+        from ..core.storage import read_bytes
 
         return json.loads(read_bytes(manifest_path(out), storage_options))
     with open(manifest_path(out), encoding="utf-8") as f:
@@ -88,7 +88,7 @@ def iter_manifest(
     an older, indented manifest is read whole). FileNotFoundError if there is none."""
     path = manifest_path(out)
     if is_url(out):
-        from .storage import read_bytes
+        from ..core.storage import read_bytes
 
         lines: Iterable[str] = read_bytes(path, storage_options).decode("utf-8").splitlines()
         return _split(iter(lines), path)
@@ -156,7 +156,7 @@ def read_results(
 
 def store_exists(store: str, storage_options: dict[str, Any] | None) -> bool:
     if is_url(store):
-        from .storage import exists
+        from ..core.storage import exists
 
         return exists(store, storage_options)
     return os.path.exists(store)
@@ -166,7 +166,7 @@ def recorded_options(options: ConvertOptions) -> dict[str, Any]:
     """The run's options as they took effect: defaults resolved (chunk_rows for the run's
     dtype and shape; the decompression-bomb limit and the member size it starts at), so that
     a manifest says what was done, not what was left unsaid."""
-    from .members import DEFAULT_MAX_RATIO, RATIO_CHECK_MIN_BYTES
+    from ..zipread.members import DEFAULT_MAX_RATIO, RATIO_CHECK_MIN_BYTES
 
     document = asdict(options)
     document["chunk_rows"] = run_chunk_rows(options)

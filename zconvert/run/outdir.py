@@ -3,7 +3,7 @@
 The lock is an `fcntl.flock` on OUT/.zconvert.lock: the kernel releases it when the holding
 process dies, so a killed run never leaves OUT locked (a stale file left by a killed run is
 harmless and reused). Temporaries are hidden siblings of
-their final paths (see sinks/_atomic.py), so a crashed run's are found by name alone.
+their final paths (see sinks/atomic.py), so a crashed run's are found by name alone.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import fcntl
 import os
 from collections.abc import Iterator
 
-from .errors import ConfigError
-from .sinks._atomic import TEMP_MARK, remove_path
+from ..core.errors import ConfigError
+from ..sinks.atomic import TEMP_MARK, remove_path
 
 LOCK_NAME = ".zconvert.lock"
 _held: set[int] = set()  # descriptors of the locks this process holds

@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from ..core.errors import ConfigError
+from ..core.records import Task
+from ..core.storage import ARCHIVE_SUFFIXES, is_url
+from ..sinks import SUFFIXES
 from .config import RunConfig
-from .errors import ConfigError
-from .records import Task
-from .sinks import SUFFIXES
-from .storage import ARCHIVE_SUFFIXES, is_url
 
 
 def discover(inputs: tuple[str, ...]) -> list[tuple[str, str]]:
@@ -50,7 +50,7 @@ def discover_any(
     found: list[tuple[str, str]] = []
     for raw in inputs:
         if is_url(raw):
-            from .storage import discover as discover_url
+            from ..core.storage import discover as discover_url
 
             found.extend(discover_url(raw, storage_options))
         else:

@@ -18,11 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ArchiveError
+from ..core.errors import ArchiveError
+from ..core.records import ArrayRecord, Result, SkippedMember, Task
+from ..zipread.member_layout import raw_dtype_shape
+from ..zipread.members import select_members
 from .fingerprint import OPTIONS_ATTR, options_changed, options_digest, options_fingerprint
-from .member_layout import raw_dtype_shape
-from .members import select_members
-from .records import ArrayRecord, Result, SkippedMember, Task
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ def opened_store(
     """(root attributes, arrays' metadata sorted by name, open array handles by name) of a
     store, open for as long as the block runs. `stored_bytes=False` skips listing each array's
     stored chunks (a store request of its own per array)."""
-    from .layout import store_format
+    from ..sinks.layout import store_format
 
     if store_format(store) == "zarr":
         import zarr
@@ -77,8 +77,8 @@ def opened_store(
         return
     import h5py
 
-    from .hdf5_filters import load_hdf5_filters
-    from .layout import is_netcdf_dimension
+    from ..sinks.hdf5_filters import load_hdf5_filters
+    from ..sinks.layout import is_netcdf_dimension
 
     load_hdf5_filters()  # the filters compressed datasets are read through
 

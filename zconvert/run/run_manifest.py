@@ -10,8 +10,10 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from ._version import __version__
-from .errors import ConfigError
+from .._version import __version__
+from ..core.errors import ConfigError
+from ..core.records import ConvertOptions, Result, Task
+from ..core.storage import is_url
 from .fingerprint import options_digest
 from .manifest import (
     MANIFEST_VERSION,
@@ -26,8 +28,6 @@ from .manifest import (
     store_exists,
     write_atomic,
 )
-from .records import ConvertOptions, Result, Task
-from .storage import is_url
 
 
 class RunManifest:
@@ -205,7 +205,7 @@ class RunManifest:
             if local:
                 write_atomic(self.path, pieces)
             else:
-                from .storage import write_bytes
+                from ..core.storage import write_bytes
 
                 # Object stores have no rename, but a single PUT is atomic: readers see the
                 # old manifest or the new one.

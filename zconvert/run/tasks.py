@@ -7,7 +7,7 @@ the time to the first converted archive.
 
 from __future__ import annotations
 
-from .records import Result, Task
+from ..core.records import Result, Task
 
 
 def convert_archive(task: Task) -> Result:

@@ -11,7 +11,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .errors import StoreError
+from ..core.errors import StoreError
 
 log = logging.getLogger("zconvert")
 
@@ -58,7 +58,7 @@ def load_writer() -> None:
     import h5py
     import h5py._hl.vds  # noqa: F401 - loaded on first use otherwise
 
-    from .sinks import _atomic  # noqa: F401
+    from ..sinks import atomic  # noqa: F401
 
 
 def write_virtual_dataset(out: str | os.PathLike[str]) -> str | None:
@@ -66,7 +66,7 @@ def write_virtual_dataset(out: str | os.PathLike[str]) -> str | None:
     cannot be stacked, in which case any older all.h5 is removed rather than left stale."""
     import h5py
 
-    from .sinks._atomic import publish, remove_path, temp_sibling
+    from ..sinks.atomic import publish, remove_path, temp_sibling
 
     root = os.path.abspath(os.fspath(out))
     final = os.path.join(root, COMBINED_NAME)

@@ -17,18 +17,18 @@ from typing import Any
 
 import numpy as np
 
-from ._version import __version__
-from .archive import MemberReader
-from .directio import slab_buffers
-from .errors import ArchiveError
+from .._version import __version__
+from ..core.errors import ArchiveError
+from ..core.records import ArrayRecord, Result, SkippedMember, Task, default_chunk_rows
+from ..core.storage import is_url
+from ..sinks import ArraySpec, open_sink
+from ..sinks.directio import slab_buffers
+from ..sinks.slabs import SlabPipeline
+from ..zipread.archive import MemberReader
+from ..zipread.member_layout import MemberLayout, layout_for
+from ..zipread.members import Member, check_member, open_archive, select_members
+from ..zipread.parallel_inflate import threads_for
 from .fingerprint import OPTIONS_ATTR, options_digest, options_fingerprint
-from .member_layout import MemberLayout, layout_for
-from .members import Member, check_member, open_archive, select_members
-from .parallel_inflate import threads_for
-from .records import ArrayRecord, Result, SkippedMember, Task, default_chunk_rows
-from .sinks import ArraySpec, open_sink
-from .slabs import SlabPipeline
-from .storage import is_url
 
 
 def init_process() -> None:
@@ -123,7 +123,7 @@ def _open_remote(task: Task) -> Any:
     """An fsspec file object for a URL archive (range requests); None for a local path."""
     if not is_url(task.archive):
         return None
-    from .storage import open_input
+    from ..core.storage import open_input
 
     try:
         return open_input(task.archive, task.storage_options)
@@ -136,7 +136,7 @@ def _source_stat(task: Task) -> tuple[int, int, int | None]:
     and mtime; the manifest all three, so that a rerun trusts a stat only for an archive nothing
     has touched since (restoring an mtime changes the ctime)."""
     if is_url(task.archive):
-        from .storage import source_stat
+        from ..core.storage import source_stat
 
         return (*source_stat(task.archive, task.storage_options), None)
     stat = os.stat(task.archive)

@@ -1,4 +1,7 @@
-"""Sinks write one store: arrays are added, filled a slab of whole chunks at a time, then the
+"""Writing stores: the formats (one module each), chunk encoding, direct I/O, slabs, atomic
+commit, and the layout readers rely on. May import core only.
+
+Sinks write one store: arrays are added, filled a slab of whole chunks at a time, then the
 store is committed (made visible at its final path) or aborted (nothing left behind).
 
 Slabs run along one axis of an array (`ArraySpec.axis`): the rows (axis 0) for raw blobs and
@@ -16,7 +19,7 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ..records import ConvertOptions
+from ..core.records import ConvertOptions
 
 if TYPE_CHECKING:  # the parent process plans with this module and never needs numpy
     import numpy as np
@@ -106,7 +109,7 @@ def open_sink(
     that stays invisible until commit)."""
     import importlib
 
-    from ..storage import is_url
+    from ..core.storage import is_url
 
     if is_url(final_path):
         module_name, class_name = URL_SINKS[options.format].split(":")

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from .pread_file import PreadFile
+from ..core.pread_file import PreadFile
 
 ALIGN = 4096
 _O_DIRECT = getattr(os, "O_DIRECT", 0)

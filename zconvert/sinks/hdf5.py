@@ -41,13 +41,12 @@ from typing import Any
 import h5py
 import numpy as np
 
-from .. import chunk_encoder
-from ..codecs import get_preset
-from ..directio import DirectFile, aligned_buffer
-from ..layout import NETCDF_DIMENSION_ONLY
-from ..records import ConvertOptions
-from . import ArraySpec, write_mapped
-from ._atomic import publish, remove_path, temp_sibling
+from ..core.records import ConvertOptions
+from . import ArraySpec, chunk_encoder, write_mapped
+from .atomic import publish, remove_path, temp_sibling
+from .codecs import get_preset
+from .directio import DirectFile, aligned_buffer
+from .layout import NETCDF_DIMENSION_ONLY
 
 _PAGE = 4096
 

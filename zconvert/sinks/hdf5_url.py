@@ -14,8 +14,8 @@ import shutil
 import tempfile
 from typing import Any
 
-from ..records import ConvertOptions
-from ..storage import upload
+from ..core.records import ConvertOptions
+from ..core.storage import upload
 from .hdf5 import HDF5Sink
 
 

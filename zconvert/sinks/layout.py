@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import StoreError
+from ..core.errors import StoreError
 
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 

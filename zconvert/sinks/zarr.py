@@ -40,13 +40,12 @@ from typing import Any
 import google_crc32c
 import numpy as np
 
-from .. import chunk_encoder
-from ..codecs import get_preset
-from ..directio import ALIGN, FileWriter, aligned_buffer
-from ..records import ConvertOptions
-from . import ArraySpec, write_mapped
-from ._atomic import publish, remove_path, temp_sibling
+from ..core.records import ConvertOptions
+from . import ArraySpec, chunk_encoder, write_mapped
 from ._consolidated import root_documents
+from .atomic import publish, remove_path, temp_sibling
+from .codecs import get_preset
+from .directio import ALIGN, FileWriter, aligned_buffer
 
 _V3_TYPES = {"i": "int", "u": "uint", "f": "float", "c": "complex", "b": "bool"}
 _NO_CHUNK = 2**64 - 1  # a shard index's offset and length of an inner chunk not stored

@@ -30,12 +30,12 @@ from zarr.core.buffer import Buffer, BufferPrototype, default_buffer_prototype
 from zarr.core.sync import sync
 from zarr.storage import FsspecStore, WrapperStore
 
-from ..chunk_encoder import run_along
-from ..codecs import get_preset
-from ..records import ConvertOptions
-from ..storage import remove_tree
+from ..core.records import ConvertOptions
+from ..core.storage import remove_tree
 from . import ArraySpec
 from ._consolidated import root_documents
+from .chunk_encoder import run_along
+from .codecs import get_preset
 
 _METADATA_NAMES = ("zarr.json", ".zgroup", ".zarray", ".zattrs", ".zmetadata")
 

@@ -12,9 +12,9 @@ import struct
 import zipfile
 from typing import Any, BinaryIO
 
+from ..core.errors import ArchiveError
 from . import direct_inflate
 from .deflate64 import Deflate64Stream
-from .errors import ArchiveError
 from .inflate import crc32, raw_decompressobj
 from .members import DEFLATE64, Member, brief
 from .parallel_inflate import open_parallel

@@ -13,11 +13,11 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from ..core.errors import ArchiveError
+from ..core.records import ConvertOptions, MemberRule
 from .archive import MemberReader
-from .errors import ArchiveError
 from .members import Member, glob_matches
 from .npy import MAGIC, NpyHeader, is_npy, read_header
-from .records import ConvertOptions, MemberRule
 
 _ZIP_MAGIC = b"PK\x03\x04"
 _PEEK_BYTES = max(len(MAGIC), len(_ZIP_MAGIC))

@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from .errors import ArchiveError
-from .records import SkippedMember
+from ..core.errors import ArchiveError
+from ..core.records import SkippedMember
 
 # Without an explicit max_ratio, members over RATIO_CHECK_MIN_BYTES are refused above
 # DEFAULT_MAX_RATIO: an all-zero member deflates about 1030:1, so a smaller real one (a dead

@@ -12,7 +12,7 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .errors import ArchiveError
+from ..core.errors import ArchiveError
 
 MAGIC = b"\x93NUMPY"
 # magic, major, minor and the header length (2 bytes in version 1, 4 in versions 2 and 3)

@@ -12,7 +12,7 @@ import io
 from importlib.util import find_spec
 from typing import Any, BinaryIO
 
-from .pread_file import PreadFile
+from ..core.pread_file import PreadFile
 
 PARALLEL_MIN_BYTES = 64 << 20  # compressed size below which the thread start-up is not worth it
 # By default (parallel_inflate unset) only up to this compressed size: rapidgzip keeps an

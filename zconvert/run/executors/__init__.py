@@ -12,7 +12,7 @@ import importlib
 from collections.abc import Callable, Iterator, Sequence
 from typing import Protocol
 
-from ..records import Result, Task
+from ...core.records import Result, Task
 
 
 class Executor(Protocol):
@@ -21,9 +21,9 @@ class Executor(Protocol):
 
 
 EXECUTORS = {
-    "serial": "zconvert.executors.serial:SerialExecutor",
-    "local": "zconvert.executors.local:LocalExecutor",
-    "dask": "zconvert.executors.dask:DaskExecutor",
+    "serial": "zconvert.run.executors.serial:SerialExecutor",
+    "local": "zconvert.run.executors.local:LocalExecutor",
+    "dask": "zconvert.run.executors.dask:DaskExecutor",
 }
 
 

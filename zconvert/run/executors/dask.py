@@ -12,7 +12,7 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from ..records import Result, Task
+from ...core.records import Result, Task
 from . import crashed_result
 
 # How many times a task may take its worker down with it before it is failed (the local
@@ -47,7 +47,7 @@ class DaskExecutor:
             import dask
             from distributed import Client, LocalCluster, as_completed
         except ImportError:
-            from ..errors import ConfigError
+            from ...core.errors import ConfigError
 
             raise ConfigError(
                 "executor", "dask needs dask.distributed; pip install 'zconvert[dask]'"
@@ -112,7 +112,7 @@ class DaskExecutor:
             dask_log.setLevel(old_level)
 
     def _connect(self, client_cls: Any) -> Any:
-        from ..errors import ConfigError
+        from ...core.errors import ConfigError
 
         try:
             return client_cls(self.scheduler, timeout=CONNECT_TIMEOUT_S)

@@ -24,8 +24,8 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
+from ...core.records import Result, Task
 from ..plan import archive_size
-from ..records import Result, Task
 from . import crashed_result
 
 _NOT_STARTED, _RUNNING, _RETURNED = 0, 1, 2
@@ -47,7 +47,7 @@ def _context() -> multiprocessing.context.BaseContext:
     if "forkserver" in methods:
         ctx = multiprocessing.get_context("forkserver")
         # worker_env first: thread-pool settings must precede numpy's import.
-        ctx.set_forkserver_preload(["zconvert.worker_env", "zconvert.worker"])
+        ctx.set_forkserver_preload(["zconvert.run.worker_env", "zconvert.run.worker"])
         return ctx
     return multiprocessing.get_context("spawn")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 
-from ..records import Result, Task
+from ...core.records import Result, Task
 
 
 class SerialExecutor:

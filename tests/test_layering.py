@@ -190,3 +190,17 @@ def test_the_check_finds_a_cycle_through_a_lazy_import(tmp_path: Path) -> None:
     assert import_cycles(root) == [
         ["zconvert.run.resume", "zconvert.run.worker", "zconvert.run.resume"]
     ]
+
+
+def test_architecture_doc_states_the_same_rules() -> None:
+    doc = (PACKAGE.parent / "docs" / "ARCHITECTURE.md").read_text()
+    rows = {}
+    for line in doc.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 3 and cells[0].strip("`") in MAY_IMPORT:
+            rows[cells[0].strip("`")] = cells[2]
+    assert set(rows) == set(MAY_IMPORT)
+    for stage, rule in rows.items():
+        named = {s.strip("` ") for s in rule.split(",")} & set(MAY_IMPORT)
+        expected = {"every stage"} if stage == "cli" else MAY_IMPORT[stage]
+        assert (named or {rule}) == (expected or {"nothing else of zconvert"}), stage

@@ -1,4 +1,4 @@
-"""Numeric dtypes from config values, without numpy where the value is a common one.
+"""Numeric dtypes and shapes from config values, without numpy where the value is a common one.
 
 The parent process only plans and never touches array data: importing numpy there cost
 0.1 s and started OpenBLAS threads that spun on the cores the workers need.
@@ -68,3 +68,26 @@ def parse_dtype(value: Any, key: str, source: str | None) -> str:
     if dt.kind not in "fiuc" or dt.itemsize == 0:
         raise ConfigError(key, f"{value!r} must be a numeric dtype such as <f4", source)
     return dt.str
+
+
+def parse_shape(value: Any, key: str, source: str | None) -> tuple[int, ...]:
+    """A shape as users write it: [-1, 4], "-1,4" or "-1x4"; only the first size may be -1."""
+    if isinstance(value, str):
+        parts = [p.strip() for p in value.replace("x", ",").split(",") if p.strip()]
+        try:
+            value = [int(p) for p in parts]
+        except ValueError:
+            raise ConfigError(
+                key, f"{value!r} is not a list of integers like -1,4", source
+            ) from None
+    if not isinstance(value, (list, tuple)) or not value:
+        raise ConfigError(key, f"{value!r} is not a list of integers like [-1, 4]", source)
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        raise ConfigError(key, f"{value!r} must hold integers only", source)
+    if any(v == 0 or v < -1 for v in value) or any(v == -1 for v in value[1:]):
+        raise ConfigError(
+            key,
+            f"{list(value)} is impossible: sizes must be positive, only the first may be -1",
+            source,
+        )
+    return tuple(value)

@@ -75,8 +75,7 @@ def archive_memmap(
             offset, dt, dims = start + header.header_bytes, np.dtype(header.dtype), header.shape
             fortran = header.fortran_order
         else:
-            from ..core.dtypes import parse_dtype
-            from ..run.config import parse_shape
+            from ..core.dtypes import parse_dtype, parse_shape
 
             dt = np.dtype(parse_dtype("<f4" if dtype is None else dtype, "dtype", None))
             layout = parse_shape([-1, 4] if shape is None else shape, "shape", None)

@@ -11,10 +11,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-from ..core.dtypes import dtype_itemsize, parse_dtype
+from ..core.dtypes import dtype_itemsize, parse_dtype, parse_shape
 from ..core.errors import ConfigError
-from ..core.records import ConvertOptions, MemberRule, default_chunk_rows
+from ..core.records import ConvertOptions, default_chunk_rows
 from ..sinks.codecs import PRESETS
+from .member_rules import parse_member_rules
 
 # key -> (example value, one-line documentation). The single place every key is described.
 KEYS: dict[str, tuple[Any, str]] = {
@@ -108,66 +109,6 @@ KEYS: dict[str, tuple[Any, str]] = {
 EXECUTORS = ("auto", "local", "serial", "dask")
 
 
-def parse_shape(value: Any, key: str, source: str | None) -> tuple[int, ...]:
-    if isinstance(value, str):
-        parts = [p.strip() for p in value.replace("x", ",").split(",") if p.strip()]
-        try:
-            value = [int(p) for p in parts]
-        except ValueError:
-            raise ConfigError(
-                key, f"{value!r} is not a list of integers like -1,4", source
-            ) from None
-    if not isinstance(value, (list, tuple)) or not value:
-        raise ConfigError(key, f"{value!r} is not a list of integers like [-1, 4]", source)
-    if not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-        raise ConfigError(key, f"{value!r} must hold integers only", source)
-    if any(v == 0 or v < -1 for v in value) or any(v == -1 for v in value[1:]):
-        raise ConfigError(
-            key,
-            f"{list(value)} is impossible: sizes must be positive, only the first may be -1",
-            source,
-        )
-    return tuple(value)
-
-
-_RULE_KEYS = ("match", "dtype", "shape")
-
-
-def _parse_member_rules(value: Any, source: str | None) -> tuple[MemberRule, ...]:
-    """YAML `members:`: a list of {match, dtype, shape}; errors name the entry and its key."""
-    if value is None:
-        return ()
-    _expect(value, (list, tuple), "members", source, "a list of {match, dtype, shape} entries")
-    rules = []
-    for i, entry in enumerate(value):
-        key = f"members[{i}]"
-        if isinstance(entry, MemberRule):  # validated already (a merged run is checked twice)
-            rules.append(entry)
-            continue
-        if not isinstance(entry, Mapping):
-            raise ConfigError(key, f"{entry!r} is not a mapping like {{match: '*.bin'}}", source)
-        unknown = sorted(str(k) for k in entry if k not in _RULE_KEYS)
-        if unknown:
-            raise ConfigError(
-                key, f"unknown key {', '.join(unknown)}; known are {', '.join(_RULE_KEYS)}", source
-            )
-        match = entry.get("match")
-        if not isinstance(match, str) or not match:
-            raise ConfigError(f"{key}.match", "is required: a glob of member paths", source)
-        if entry.get("dtype") is None and entry.get("shape") is None:
-            raise ConfigError(key, "needs dtype or shape (or both) besides match", source)
-        dtype = entry.get("dtype")
-        shape = entry.get("shape")
-        rules.append(
-            MemberRule(
-                match=match,
-                dtype=None if dtype is None else parse_dtype(dtype, f"{key}.dtype", source),
-                shape=None if shape is None else parse_shape(shape, f"{key}.shape", source),
-            )
-        )
-    return tuple(rules)
-
-
 def _expect(
     value: Any, types: type | tuple[type, ...], key: str, source: str | None, what: str
 ) -> Any:
@@ -249,7 +190,7 @@ def _validate(key: str, value: Any, source: str | None) -> Any:
             raise ConfigError(key, f"{value!r} must hold non-empty glob strings", source)
         return tuple(value)
     if key == "members":
-        return _parse_member_rules(value, source)
+        return parse_member_rules(value, source)
     if key in ("overwrite", "debug", "durable", "contiguous", "direct_io"):
         return _expect(value, bool, key, source, "true or false")
     raise ConfigError(key, f"unknown key; known keys are {', '.join(KEYS)}", source)

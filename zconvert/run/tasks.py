@@ -1,8 +1,8 @@
-"""The functions executors ship to worker processes, importable without numpy or codecs.
+"""The conversion functions executors ship to workers, importable without numpy or codecs.
 
 Executors pickle a function by reference; importing it from here keeps the parent process
 light (numpy, h5py and the codecs load in the workers, where the work is), which shortens
-the time to the first converted archive.
+the time to the first converted archive. (`zconvert verify` ships read/verify.py's verify_task.)
 """
 
 from __future__ import annotations

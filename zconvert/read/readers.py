@@ -112,7 +112,7 @@ def open_memmap(
     if dtype is not None or shape is not None or verify:
         raise StoreError(
             f"{path}: dtype=, shape= and verify= apply to ZIP/.npz members; a store knows its "
-            "own (zconvert.read.verify checks a store)"
+            "own (zconvert.verify checks a store)"
         )
     fmt = store_format(path)
     name = _pick(path, name)

@@ -187,9 +187,8 @@ def run(
         for relpath in old_layout:  # --overwrite replaces the old layout's stores
             _remove_store(join(out, relpath) if remote else os.path.join(out, relpath), config)
         if old_layout and not remote and config.options.format != "hdf5":
-            remove_path(
-                os.path.join(out, "all.h5")
-            )  # virtual_dataset.COMBINED_NAME: HDF5 runs only
+            # virtual_dataset.COMBINED_NAME, written by HDF5 runs only
+            remove_path(os.path.join(out, "all.h5"))
         for task in tasks:
             if task.relpath in current:
                 by_relpath[task.relpath] = current[task.relpath]

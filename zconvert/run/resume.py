@@ -122,17 +122,18 @@ def _zarr_format_of(store: str) -> int | None:
 
 
 def current_arrays(
-    task: Task,
+    task: Task, stat: os.stat_result | None = None
 ) -> tuple[str | None, list[ArrayRecord], tuple[SkippedMember, ...]]:
     """(None, the store's arrays, the members skipped) if the store is current, else
-    (why not, [], ())."""
+    (why not, [], ()). `stat`: the archive's, taken by the caller before this check."""
     store, options = task.store, task.options
     if not os.path.lexists(store):
         return "store missing", [], ()
-    try:
-        stat = os.stat(task.archive)
-    except OSError as exc:
-        return f"cannot stat the archive ({exc.strerror})", [], ()
+    if stat is None:
+        try:
+            stat = os.stat(task.archive)
+        except OSError as exc:
+            return f"cannot stat the archive ({exc.strerror})", [], ()
     try:
         root, arrays = read_store_metadata(store)
     except Exception as exc:
@@ -197,10 +198,15 @@ def convert_unless_current(task: Task) -> Result:
     """The worker function of a resumed run: skip a current store, convert anything else."""
     from .worker import convert_task
 
-    reason, records, skipped = current_arrays(task)
+    try:
+        # Taken before the store and archive are read, and the one the manifest records: an
+        # archive changed during the check then shows a newer stat to the next rerun.
+        stat = os.stat(task.archive)
+    except OSError:
+        return convert_task(task)  # which reports why in the archive's Result
+    reason, records, skipped = current_arrays(task, stat)
     if reason is not None:
         return convert_task(task)
-    source = _source_stat(task.archive)
     return Result(
         archive=task.archive,
         store=task.store,
@@ -210,17 +216,8 @@ def convert_unless_current(task: Task) -> Result:
         arrays=tuple(records),  # kept in the manifest; bytes stay 0: this run moved none
         skipped_members=skipped,
         pid=os.getpid(),
-        source_size=source[0],
-        source_mtime_ns=source[1],
-        source_ctime_ns=source[2],
+        source_size=stat.st_size,
+        source_mtime_ns=stat.st_mtime_ns,
+        source_ctime_ns=stat.st_ctime_ns,
         options_id=options_digest(task.options),
     )
-
-
-def _source_stat(archive: str) -> tuple[int | None, int | None, int | None]:
-    """(size, mtime, ctime) of a local archive in ns, as the manifest records them."""
-    try:
-        stat = os.stat(archive)
-    except OSError:
-        return None, None, None
-    return stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns

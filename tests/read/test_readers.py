@@ -345,12 +345,20 @@ def test_all_h5_is_one_dataset_for_the_hdf5_tools_after_moving_the_folder(tmp_pa
 
 def test_mixed_row_shapes_skip_all_h5_and_open_all_says_why(tmp_path):
     out = tmp_path / "out"
-    make_zip(tmp_path / "in4" / "four.zip", {"blob.bin": float_rows(10)})
-    make_zip(tmp_path / "in2" / "two.zip", {"blob.bin": float_rows(10, cols=2)})
-    zconvert.convert(tmp_path / "in4", out, format="hdf5", executor="serial")
+    make_zip(tmp_path / "in" / "four.zip", {"four.bin": float_rows(10)})
+    zconvert.convert(tmp_path / "in", out, format="hdf5", executor="serial")
     assert (out / "all.h5").exists()
-    zconvert.convert(tmp_path / "in2", out, format="hdf5", executor="serial", shape=[-1, 2])
+    make_zip(tmp_path / "in" / "two.zip", {"two.bin": float_rows(10, cols=2)})
+    report = zconvert.convert(
+        tmp_path / "in",
+        out,
+        format="hdf5",
+        executor="serial",
+        members=[{"match": "two.bin", "shape": [-1, 2]}],
+    )
     assert not (out / "all.h5").exists()  # removed rather than left describing half the run
+    assert report.combined is None
+    assert "differ in dtype or row shape" in report.combined_note  # said on the summary line
     with pytest.raises(zconvert.StoreError, match="differ in dtype or row shape"):
         zconvert.open_all(out)
 

@@ -182,6 +182,12 @@ def _add_convert_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--overwrite", default=S, action="store_true", help="redo every store")
     p.add_argument(
+        "--prune",
+        default=S,
+        action="store_true",
+        help="delete orphan stores, whose archives are no longer among the inputs",
+    )
+    p.add_argument(
         "--direct-io",
         default=S,
         action=argparse.BooleanOptionalAction,

@@ -132,7 +132,28 @@ def summary_lines(report: Any) -> list[str]:
             lines.append(f"  libraries   {parts}")
     if report.manifest:
         lines.append(f"  manifest    {report.manifest}")
+    combined_note = getattr(report, "combined_note", None)
+    if combined_note:
+        lines.append(f"  all.h5      not written: {combined_note}")
+    lines.extend(orphan_lines(getattr(report, "orphans", []), getattr(report, "pruned", [])))
     if t["failed"]:
         noun = "archive" if t["failed"] == 1 else "archives"
         lines.append(f"  failed      {t['failed']} {noun} (one line each above); exit status 1")
+    return lines
+
+
+def orphan_lines(orphans: list[str], pruned: list[str], shown: int = 5) -> list[str]:
+    """The stores whose archives are no longer inputs: left out of every view, or deleted."""
+    lines = []
+    for label, stores, what in (
+        ("orphans", orphans, "left out of the manifest's views; --prune deletes them"),
+        ("pruned", pruned, "deleted (--prune)"),
+    ):
+        if not stores:
+            continue
+        noun = "store" if len(stores) == 1 else "stores"
+        lines.append(f"  {label:<11} {len(stores)} {noun} whose archive is not an input, {what}")
+        lines.extend(f"              {store}" for store in stores[:shown])
+        if len(stores) > shown:
+            lines.append(f"              and {len(stores) - shown} more (--json lists all)")
     return lines

@@ -107,6 +107,16 @@ class SkippedMember:
     reason: str
 
 
+# A manifest entry's status. A worker's Result is "converted", "skipped" (current, left as it
+# was) or "failed" (no store at its final path). A rerun marks "orphan" an earlier store whose
+# archive is no longer among the inputs (left on disk until --prune), and verify marks
+# "damaged" a store that failed its checks (the next convert redoes it). Readers (refs,
+# open_all, all.h5, inspect's counts) see only the stores that serve data.
+SERVING = ("converted", "skipped")
+ORPHAN = "orphan"
+DAMAGED = "damaged"
+
+
 @dataclass(frozen=True, slots=True)
 class Result:
     """What a worker returns for one task: a few hundred bytes, never array data."""
@@ -114,7 +124,7 @@ class Result:
     archive: str
     store: str
     relpath: str
-    status: str  # "converted" | "failed" | "skipped"
+    status: str  # "converted" | "failed" | "skipped" (a manifest's: also ORPHAN, DAMAGED)
     format: str
     arrays: tuple[ArrayRecord, ...] = ()
     error: str | None = None
@@ -136,6 +146,11 @@ class Result:
     @property
     def ok(self) -> bool:
         return self.status != "failed"
+
+    @property
+    def serves_data(self) -> bool:
+        """Whether readers see this store: converted or current, not orphaned or damaged."""
+        return self.status in SERVING
 
     def to_dict(self) -> dict[str, Any]:
         # By hand, not dataclasses.asdict (which deep-copies every value): a manifest of

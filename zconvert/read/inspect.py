@@ -11,6 +11,7 @@ import os
 from typing import Any
 
 from ..core.errors import StoreError
+from ..core.records import DAMAGED, ORPHAN
 from ..core.units import human_bytes
 from ..run.manifest import MANIFEST_NAME, iter_manifest
 from ..sinks.layout import store_format
@@ -182,7 +183,9 @@ def inspect_output(out: str | os.PathLike[str]) -> dict[str, Any]:
         stored = sum(a.get("stored_bytes") or 0 for a in arrays)
         status = entry.get("status")
         if status != "failed" and not os.path.exists(entry.get("store", "")):
-            status = "missing"
+            status = "missing" if status != ORPHAN else None
+        if status is None:
+            continue  # an orphan deleted since: not in the folder, nor in any view
         stores.append(
             {
                 "relpath": entry.get("relpath"),
@@ -224,7 +227,7 @@ def _summary(
     options: dict[str, Any],
     note: str | None,
 ) -> dict[str, Any]:
-    statuses = ("converted", "skipped", "failed", "missing", "found")
+    statuses = ("converted", "skipped", "failed", "missing", "found", ORPHAN, DAMAGED)
     counts = {s: sum(e["status"] == s for e in stores) for s in statuses}
     return {
         "output": os.path.abspath(os.fspath(out)),
@@ -234,8 +237,9 @@ def _summary(
         "written": written,
         "options": options,
         "counts": counts,
-        "nbytes": sum(s["nbytes"] for s in stores),
-        "stored_bytes": sum(s["stored_bytes"] for s in stores),
+        # what the folder serves: an orphan's bytes are no longer the run's
+        "nbytes": sum(s["nbytes"] for s in stores if s["status"] != ORPHAN),
+        "stored_bytes": sum(s["stored_bytes"] for s in stores if s["status"] != ORPHAN),
         "stores": stores,
     }
 
@@ -375,16 +379,31 @@ def _manifest_summary(info: dict[str, Any], opts: dict[str, Any], c: dict[str, i
         + (f" shard_rows={opts['shard_rows']}" if opts.get("shard_rows") else ""),
         f"  stores    {c['converted'] + c['skipped']} complete ({c['converted']} converted, "
         f"{c['skipped']} found up to date by a rerun), {c['failed']} failed, "
-        f"{c['missing']} missing",
+        f"{c['missing']} missing"
+        + (
+            f", {c[DAMAGED]} damaged (found by verify; the next convert redoes them)"
+            if c[DAMAGED]
+            else ""
+        ),
+        *(
+            [
+                f"  orphans   {c[ORPHAN]} store(s) whose archive is not an input of the last "
+                "run: left out of every view; convert --prune deletes them"
+            ]
+            if c[ORPHAN]
+            else []
+        ),
     ]
 
 
 def _store_rows(info: dict[str, Any]) -> list[str]:
     rows = []
     for s in info["stores"]:
-        if s["status"] == "failed":
+        if s["status"] in ("failed", DAMAGED):
             where = f"{s['member']}: " if s["member"] else ""
             detail = f"{where}{s['error']}"
+        elif s["status"] == ORPHAN:
+            detail = f"{s['archive']} is not an input; convert --prune deletes this store"
         else:
             ratio_s = f"{s['ratio']:.2f}" if s["ratio"] else "-"
             detail = (

@@ -224,6 +224,6 @@ def refs(out: str | os.PathLike[str]) -> list[StoreRef]:
     return [
         StoreRef(os.path.join(root, result.relpath), array.name)
         for result in results
-        if result.status != "failed"
+        if result.serves_data
         for array in result.arrays
     ]

@@ -9,23 +9,27 @@ archives are re-inflated and checked against their own central directory and the
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
+import shlex
 from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 
-from ..core.errors import ArchiveError
-from ..core.records import ArrayRecord, ConvertOptions, Result, VerifyTask
+from ..core.errors import ArchiveError, ZconvertError
+from ..core.records import DAMAGED, SERVING, ArrayRecord, ConvertOptions, Result, VerifyTask
 from ..run.fingerprint import OPTIONS_ATTR
 from ..run.manifest import manifest_path, read_results
 from ..run.resume import StoredArray, opened_store
+from ..run.run_manifest import mark_damaged
 from ..zipread.archive import MemberReader
 from ..zipread.inflate import crc32
 from ..zipread.members import list_members, open_archive
 
 SLAB_BYTES = 8 << 20
+log = logging.getLogger("zconvert")
 
 
 def verify(
@@ -52,7 +56,7 @@ def verify(
                 items.append(f"{manifest_path(path)}: manifest cannot be read ({exc})")
                 continue
             for result in results:
-                if result.status == "failed":
+                if result.status not in CHECKED:  # failed (no store) or an orphan
                     continue
                 store = os.path.join(path, result.relpath)  # OUT may have moved since the run
                 if not os.path.lexists(store):
@@ -67,11 +71,43 @@ def verify(
         else:
             items.append(_task(path, os.path.basename(path), "", None, sources))
     found = _run([t for t in items if isinstance(t, VerifyTask)], workers)
+    _record_damaged(items, found)
     return [
         line
         for item in items
         for line in ([item] if isinstance(item, str) else found.get(item.store, []))
     ]
+
+
+# The manifest entries verify checks: those readers are handed, and those it marked damaged
+# before (still damaged until a convert redoes them).
+CHECKED = (*SERVING, DAMAGED)
+
+
+def _record_damaged(items: list[str | VerifyTask], found: dict[str, list[str]]) -> None:
+    """Mark the damaged stores of each run folder in its manifest, so that the next plain
+    `zconvert convert` redoes them (its up-to-date check reads metadata, not data)."""
+    by_folder: dict[str, dict[str, str]] = {}
+    for item in items:
+        if isinstance(item, VerifyTask) and item.expected is not None and found.get(item.store):
+            out = item.store[: -len(item.relpath)].rstrip(os.sep)
+            by_folder.setdefault(out, {})[item.relpath] = found[item.store][0]
+    for out, problems in by_folder.items():
+        try:
+            marked = mark_damaged(out, problems)
+        except ZconvertError as exc:  # OUT is locked by a run: it may be redoing them now
+            log.warning("note: %s: damaged stores not marked in the manifest (%s)", out, exc)
+            continue
+        if marked:
+            noun = "store is" if marked == 1 else "stores are"
+            log.warning(
+                "note: %d damaged %s marked in %s: run the same `zconvert convert ... -o %s` "
+                "command again (no --overwrite needed) to redo them",
+                marked,
+                noun,
+                manifest_path(out),
+                shlex.quote(out),
+            )
 
 
 def _task(

@@ -85,6 +85,11 @@ KEYS: dict[str, tuple[Any, str]] = {
     ),
     "max_member_bytes": (1 << 40, "refuse members larger than this when inflated"),
     "overwrite": (False, "redo every store even if it is complete and up to date"),
+    "prune": (
+        False,
+        "delete orphan stores: those whose archive is no longer among the inputs (without it "
+        "they are left on disk, out of the manifest's views, and named by plan and convert)",
+    ),
     "durable": (
         False,
         "fsync every store before publishing it: survives power loss, costs a disk flush per store "
@@ -191,7 +196,7 @@ def _validate(key: str, value: Any, source: str | None) -> Any:
         return tuple(value)
     if key == "members":
         return parse_member_rules(value, source)
-    if key in ("overwrite", "debug", "durable", "contiguous", "direct_io"):
+    if key in ("overwrite", "prune", "debug", "durable", "contiguous", "direct_io"):
         return _expect(value, bool, key, source, "true or false")
     raise ConfigError(key, f"unknown key; known keys are {', '.join(KEYS)}", source)
 
@@ -206,6 +211,7 @@ class RunConfig:
     workers: int | None = None
     executor: str = "auto"
     overwrite: bool = False
+    prune: bool = False
     scheduler: str | None = None
     storage_options: dict[str, Any] = field(default_factory=dict, repr=False)
 

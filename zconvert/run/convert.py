@@ -15,9 +15,11 @@ from ..sinks.atomic import remove_path
 from ..zipread.inflate import backend_summary
 from .config import RunConfig, build_config
 from .executors import gc_frozen, get_executor
+from .manifest import store_exists
 from .outdir import lock_output, remove_leftovers
 from .plan import archive_size, plan_tasks
 from .run_manifest import RunManifest
+from .survey import output_root, survey
 from .tasks import convert_archive, convert_archive_unless_current
 
 
@@ -30,6 +32,10 @@ class Report:
     seconds: float = 0.0
     manifest: str | None = None
     inflater: str = ""
+    orphans: list[str] = field(default_factory=list)  # stores left out: archive not an input
+    pruned: list[str] = field(default_factory=list)  # orphan stores deleted (--prune)
+    combined: str | None = None  # OUT/all.h5 (HDF5 runs), None when not written
+    combined_note: str | None = None  # why all.h5 was not written
 
     @property
     def converted(self) -> list[Result]:
@@ -67,6 +73,10 @@ class Report:
             "seconds": round(self.seconds, 3),
             "manifest": self.manifest,
             "inflater": self.inflater,
+            "orphans": self.orphans,
+            "pruned": self.pruned,
+            "combined": self.combined,
+            "combined_note": self.combined_note,
             "results": [r.to_dict() for r in self.results],
         }
 
@@ -103,6 +113,10 @@ def _with_spare_cores(tasks: list[Task], engine: str, workers: int | None) -> li
     return [dataclasses.replace(t, options=options) for t in tasks]
 
 
+def _store_path(out: str, relpath: str) -> str:
+    return join(out, relpath) if is_url(out) else os.path.join(out, *relpath.split("/"))
+
+
 def _remove_store(store: str, config: RunConfig) -> None:
     if is_url(store):
         from ..core.storage import remove_tree
@@ -110,6 +124,16 @@ def _remove_store(store: str, config: RunConfig) -> None:
         remove_tree(store, config.storage_options)
     else:
         remove_path(store)
+
+
+def _without_store(failed: Result, config: RunConfig) -> Result:
+    """A failed archive keeps no store at its final path: one written from an earlier version
+    of the archive would serve data that no longer matches it, to anyone opening it by path."""
+    if not store_exists(failed.store, config.storage_options):
+        return failed
+    _remove_store(failed.store, config)
+    note = f"; its earlier store {failed.relpath} was removed (a failed archive keeps no store)"
+    return dataclasses.replace(failed, error=f"{failed.error}{note}")
 
 
 MANIFEST_EVERY_S = 30.0  # a long run rewrites its manifest this often: kill -9 loses no more
@@ -140,6 +164,8 @@ def _convert_all(
     with gc_frozen():
         try:
             for done, result in enumerate(results, 1):
+                if result.status == "failed":
+                    result = _without_store(result, config)
                 by_relpath[result.relpath] = result
                 if on_result is not None:
                     on_result(result)
@@ -162,39 +188,46 @@ def run(
     on_plan: Callable[[Sequence[Task]], None] | None = None,
 ) -> Report:
     """Convert every archive the config names; failures are recorded, never raised.
-    `on_plan(tasks)` is called once before any work (progress bars size themselves from it)."""
+    `on_plan(tasks)` is called once before any work (progress bars size themselves from it).
+
+    Afterwards every view of OUT (its store paths, the manifest, refs, open_all, all.h5)
+    describes exactly the inputs of this run under its options: a failed archive has no store,
+    an orphan (its archive no longer an input) is left out of every view, and --prune deletes it.
+    """
     start = time.perf_counter()
     tasks = plan_tasks(config)
+    out = output_root(config)
     if on_plan is not None:
         on_plan(tasks)
-    remote = is_url(config.output)
-    if remote:
-        out = config.output.rstrip("/")  # object stores have no folders to create
-    else:
-        out = os.path.abspath(os.path.expanduser(config.output))
+    remote = is_url(out)
+    if not remote:
         os.makedirs(out, exist_ok=True)
-    manifest = RunManifest(out, config.options, config.storage_options)
     by_relpath: dict[str, Result] = {}
     # One run per local OUT: a second one refuses instead of racing (object stores: no lock).
     with contextlib.nullcontext() if remote else lock_output(out):
         if not remote:
             remove_leftovers(out)  # temporaries of a crashed run; none of ours exist yet
-        # One read of the earlier manifest: another layout's stores, and the stores a rerun
-        # can skip from the manifest and a stat per archive (the workers check the rest,
-        # resume.py, skipping stores that are complete and up to date).
-        current = manifest.scan(tasks, trust_stat=not config.overwrite)
-        old_layout = manifest.refuse_other_layout(config.overwrite)
-        for relpath in old_layout:  # --overwrite replaces the old layout's stores
-            _remove_store(join(out, relpath) if remote else os.path.join(out, relpath), config)
-        if old_layout and not remote and config.options.format != "hdf5":
+        # One read of the earlier manifest: another layout's stores, orphans, damaged stores,
+        # and the stores a rerun can skip from the manifest and a stat per archive (the
+        # workers check the rest, resume.py, skipping stores that are complete and up to date).
+        found = survey(config, tasks, out)
+        manifest = found.manifest
+        for relpath in found.old_layout:  # --overwrite replaces the old layout's stores
+            _remove_store(_store_path(out, relpath), config)
+        if found.old_layout and not remote and config.options.format != "hdf5":
             # virtual_dataset.COMBINED_NAME, written by HDF5 runs only
             remove_path(os.path.join(out, "all.h5"))
+        pruned = manifest.forget_orphans() if config.prune else []
+        for orphan in pruned:
+            _remove_store(orphan.store, config)
         for task in tasks:
-            if task.relpath in current:
-                by_relpath[task.relpath] = current[task.relpath]
+            if task.relpath in found.damaged:  # verify found it damaged: the workers redo it
+                _remove_store(task.store, config)
+            elif task.relpath in found.current:
+                by_relpath[task.relpath] = found.current[task.relpath]
                 if on_result is not None:
-                    on_result(current[task.relpath])
-        todo = [t for t in tasks if t.relpath not in current]
+                    on_result(found.current[task.relpath])
+        todo = [t for t in tasks if t.relpath not in found.current]
         try:
             _convert_all(config, todo, manifest, by_relpath, on_result)
         except BaseException:
@@ -210,19 +243,27 @@ def run(
         results = [by_relpath[t.relpath] for t in tasks]
         # A rerun that found every store current changes nothing, not even the manifest
         # (rewriting 100,000 entries to say "skipped" took longer than deciding).
-        unchanged = not todo and not old_layout and manifest.was_complete and manifest.has_index
+        unchanged = not todo and found.unchanged
         manifest_file = manifest.path if unchanged else manifest.write(results)
+        combined: tuple[str | None, str | None] = (None, None)
         if config.options.format == "hdf5" and not remote:
             from .virtual_dataset import COMBINED_NAME, write_virtual_dataset
 
-            if not (unchanged and os.path.exists(os.path.join(out, COMBINED_NAME))):
-                write_virtual_dataset(out)  # OUT/all.h5: the whole run as one HDF5 dataset
+            combined = (os.path.join(out, COMBINED_NAME), None)
+            if not (unchanged and os.path.exists(combined[0])):
+                # OUT/all.h5, the whole run as one HDF5 dataset, rebuilt whenever the set of
+                # stores changed: a virtual dataset reads a missing source as NaN, silently.
+                combined = write_virtual_dataset(out)
     return Report(
         output=out,
         results=results,
         seconds=time.perf_counter() - start,
         manifest=manifest_file,
         inflater=backend_summary(),
+        orphans=[o.store for o in manifest.orphans],
+        pruned=[o.store for o in pruned],
+        combined=combined[0],
+        combined_note=combined[1],
     )
 
 

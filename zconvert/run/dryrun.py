@@ -10,11 +10,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 
 from ..core.errors import ArchiveError
-from ..core.records import Task
+from ..core.records import SkippedMember, Task
 from ..zipread.member_layout import layout_for
 from ..zipread.members import check_member, open_archive, select_members
 from .config import RunConfig
 from .plan import plan_tasks
+from .survey import output_root, survey
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,7 @@ class PlannedTask:
     members: int = 0
     bytes_in: int = 0
     bytes_out: int = 0
+    skipped_members: tuple[SkippedMember, ...] = ()
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -51,7 +53,7 @@ def preflight(task: Task) -> PlannedTask:
     try:
         fileobj, zf = open_archive(task.archive)
         with fileobj, zf:
-            members, _ = select_members(task.archive, zf, options.include, options.exclude)
+            members, skipped = select_members(task.archive, zf, options.include, options.exclude)
             for member in members:
                 check_member(task.archive, member, options.max_ratio, options.max_member_bytes)
                 layout_for(task.archive, fileobj, zf, member, options)
@@ -63,14 +65,24 @@ def preflight(task: Task) -> PlannedTask:
         members=len(members),
         bytes_in=sum(m.compress_size for m in members),
         bytes_out=sum(m.file_size for m in members),
+        skipped_members=tuple(skipped),
     )
 
 
 def plan_run(config: RunConfig) -> list[PlannedTask]:
-    """Every archive of the run with what would happen to it; writes nothing."""
+    """Every archive of the run with what would happen to it, then the orphan stores (whose
+    archives are no longer inputs); writes nothing. Runs every check `convert` runs before
+    work starts (the output, another layout in OUT), raising the same ConfigError."""
+    tasks = plan_tasks(config)
+    found = survey(config, tasks, output_root(config))
     planned = []
-    for task in plan_tasks(config):
-        reason = "--overwrite" if config.overwrite else _redo_reason(task)
+    for task in tasks:
+        if config.overwrite:
+            reason: str | None = "--overwrite"
+        elif task.relpath in found.damaged:
+            reason = "damaged (found by zconvert verify)"
+        else:
+            reason = _redo_reason(task)
         if reason is None:
             planned.append(
                 PlannedTask(
@@ -86,6 +98,15 @@ def plan_run(config: RunConfig) -> list[PlannedTask]:
             if preflighted.action == "convert":
                 preflighted = replace(preflighted, reason=reason)
             planned.append(preflighted)
+    action, why = (
+        ("prune", "archive no longer an input; deleted by --prune")
+        if config.prune
+        else ("orphan", "archive no longer an input; left out of every view, --prune deletes it")
+    )
+    planned.extend(
+        PlannedTask(archive=o.archive, store=o.store, relpath=o.relpath, action=action, reason=why)
+        for o in found.orphans
+    )
     return planned
 
 
@@ -101,16 +122,27 @@ def plan_lines(planned: list[PlannedTask], output: str) -> list[str]:
                 f"convert  {p.archive} -> {p.relpath}  ({why}{p.members} member"
                 f"{'s' if p.members != 1 else ''}, {human_bytes(p.bytes_out)} to inflate)"
             )
+            lines.extend(
+                f"           skip member {s.member}: {s.reason}" for s in p.skipped_members
+            )
         elif p.action == "skip":
             lines.append(f"skip     {p.archive} -> {p.relpath}  ({p.reason})")
+        elif p.action in ("orphan", "prune"):
+            lines.append(f"{p.action:<8} {p.store}  ({p.reason})")
         else:
             where = f"{p.archive}: {p.member}" if p.member else p.archive
             lines.append(f"refuse   {where}: {p.reason}")
-    counts = {a: sum(p.action == a for p in planned) for a in ("convert", "skip", "refuse")}
+    actions = ("convert", "skip", "refuse", "orphan", "prune")
+    counts = {a: sum(p.action == a for p in planned) for a in actions}
     total = sum(p.bytes_out for p in planned if p.action == "convert")
+    stale = "".join(
+        f", {counts[a]} {'orphan' if a == 'orphan' else 'to prune'}"
+        for a in ("orphan", "prune")
+        if counts[a]
+    )
     lines.append(
         f"zconvert: would convert {counts['convert']}, skip {counts['skip']}, "
-        f"refuse {counts['refuse']}; {human_bytes(total)} to inflate into {output}; "
+        f"refuse {counts['refuse']}{stale}; {human_bytes(total)} to inflate into {output}; "
         "nothing written (dry run)"
     )
     return lines

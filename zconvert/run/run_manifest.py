@@ -8,12 +8,12 @@ import os
 import tempfile
 import time
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 from .._version import __version__
 from ..core.errors import ConfigError
-from ..core.records import ConvertOptions, Result, Task
-from ..core.storage import is_url
+from ..core.records import DAMAGED, ORPHAN, SERVING, ConvertOptions, Result, Task
+from ..core.storage import is_url, join
 from .fingerprint import options_digest
 from .manifest import (
     MANIFEST_VERSION,
@@ -28,6 +28,14 @@ from .manifest import (
     store_exists,
     write_atomic,
 )
+
+
+class Orphan(NamedTuple):
+    """An earlier store whose archive is not among this run's inputs."""
+
+    relpath: str
+    archive: str
+    store: str
 
 
 class RunManifest:
@@ -55,6 +63,10 @@ class RunManifest:
         self._other_format: str | None = None
         self._listings: dict[str, set[str]] = {}  # names in each output folder, listed once
         self._from_manifest: dict[str, str] = {}  # relpath -> store, of those scan() found current
+        self._planned: set[str] | None = None  # the relpaths of this run's tasks
+        self.orphans: list[Orphan] = []  # earlier stores whose archive is not among the inputs
+        self.damaged: set[str] = set()  # relpaths of planned stores verify found damaged
+        self.views_changed = False  # entries go or change status whatever the workers do
 
     def scan(self, tasks: Iterable[Task], trust_stat: bool = True) -> dict[str, Result]:
         """Read the earlier manifest once (its index when that is current), noting another
@@ -77,6 +89,7 @@ class RunManifest:
             self.was_complete = header.get("complete", True) is True
             rows = (index_row(e) for e in entries)
         by_relpath = {t.relpath: t for t in tasks}
+        self._planned = set(by_relpath)
         digest, fmt = options_digest(self.options), self.options.format
         in_out = self._listing(self.out) if not is_url(self.out) else set()
         for relpath, archive, stamp, options_id, status, store_format in rows:
@@ -86,9 +99,13 @@ class RunManifest:
                     self.other_layout.append(relpath)
                 continue
             task = by_relpath.get(relpath)
+            if task is None:
+                self._note_orphan(relpath, archive, status)
+                continue
+            if status == DAMAGED:
+                self.damaged.add(relpath)
             if (
                 not trust_stat
-                or task is None
                 or options_id != digest
                 or status not in ("converted", "skipped")
                 or archive != task.archive
@@ -108,6 +125,34 @@ class RunManifest:
             found[relpath] = Result(archive, task.store, relpath, "skipped", fmt)
         self._from_manifest = {relpath: r.store for relpath, r in found.items()}
         return found
+
+    def _note_orphan(self, relpath: str, archive: str | None, status: str | None) -> None:
+        """An earlier entry no task of this run has: its archive was deleted, renamed or left
+        out of the inputs. Its store, if still there, is an orphan: kept on disk (until
+        --prune), out of every view; a failure's entry, or a store gone, is dropped."""
+        store = self._store_path(relpath)
+        exists = status != "failed" and self._store_exists(store)
+        if exists:
+            self.orphans.append(Orphan(relpath, archive or "", store))
+        if not exists or status != ORPHAN:
+            self.views_changed = True
+
+    def forget_orphans(self) -> list[Orphan]:
+        """The orphans, no longer to be listed (the run deleted them: --prune)."""
+        gone, self.orphans = self.orphans, []
+        if gone:
+            self.views_changed = True
+        return gone
+
+    def _store_path(self, relpath: str) -> str:
+        if is_url(self.out):
+            return join(self.out, relpath)
+        return os.path.join(self.out, *relpath.split("/"))
+
+    def _store_exists(self, store: str) -> bool:
+        if is_url(store):
+            return store_exists(store, self.storage_options)
+        return self._exists_now(store)
 
     def _read_index(self) -> Iterator[list[Any]] | None:
         """The manifest's rerun index (local manifests), else None: the manifest is then read
@@ -183,13 +228,23 @@ class RunManifest:
         # marked skipped; every other result of this run replaces its entry.
         as_before = self._from_manifest
         redone = {r.relpath for r in mine if r.relpath not in as_before}
-        kept = (
-            {**e, **_SKIPPED, "store": as_before[e["relpath"]]}
-            if e.get("relpath") in as_before
-            else e
-            for e in earlier
-            if e.get("relpath") not in redone and self._still_true(e)
-        )
+        orphans = {o.relpath: o.store for o in self.orphans}
+        planned = self._planned
+
+        def kept_as(e: dict[str, Any]) -> dict[str, Any] | None:
+            relpath = e.get("relpath")
+            if relpath in as_before:
+                return {**e, **_SKIPPED, "store": as_before[relpath]}
+            if planned is not None and relpath not in planned:
+                # Out of every view: listed as an orphan while its store is on disk.
+                if relpath not in orphans:
+                    return None
+                return {**e, "status": ORPHAN, "store": orphans[relpath]}
+            if relpath in redone or not self._still_true(e):
+                return None
+            return e
+
+        kept = (entry for entry in map(kept_as, earlier) if entry is not None)
         index: list[str] = []
         merged = heapq.merge(
             ((e["relpath"], e) for e in kept),
@@ -233,3 +288,28 @@ _SKIPPED = {
     "pid": 0,
     "peak_rss": 0,
 }
+
+
+def mark_damaged(out: str, problems: dict[str, str]) -> int:
+    """Mark the stores `zconvert verify` found damaged (relpath -> its first problem) in a
+    local OUT's manifest, holding OUT's lock: the next plain `convert` redoes them, and no
+    reader is handed them meanwhile. Returns how many entries it marked."""
+    from .outdir import lock_output
+
+    marked = 0
+    with lock_output(out):
+        header, entries = iter_manifest(out)
+        index: list[str] = []
+
+        def lines() -> Iterator[str]:
+            nonlocal marked
+            for entry in entries:
+                relpath = entry.get("relpath")
+                if relpath in problems and entry.get("status") in (*SERVING, DAMAGED):
+                    entry = {**entry, "status": DAMAGED, "error": problems[relpath]}
+                    marked += 1
+                yield entry_line(indexed(entry, index))
+
+        with tempfile.TemporaryFile("w+", encoding="utf-8", dir=out) as spool:
+            write_atomic(manifest_path(out), manifest_pieces(header, lines(), index, spool))
+    return marked

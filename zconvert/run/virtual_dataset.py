@@ -46,7 +46,7 @@ def manifest_arrays(out: str) -> list[ManifestArray]:
     return [
         ManifestArray(r.relpath, a.name, tuple(a.shape), a.dtype)
         for r in results
-        if r.status != "failed"
+        if r.serves_data
         for a in r.arrays
     ]
 
@@ -61,9 +61,14 @@ def load_writer() -> None:
     from ..sinks import atomic  # noqa: F401
 
 
-def write_virtual_dataset(out: str | os.PathLike[str]) -> str | None:
-    """Write OUT/all.h5 over every HDF5 array of the manifest; None (and a log line) when they
-    cannot be stacked, in which case any older all.h5 is removed rather than left stale."""
+class Combined(NamedTuple):
+    path: str | None  # OUT/all.h5, or None when it was not written
+    reason: str | None  # why not: for the run's summary
+
+
+def write_virtual_dataset(out: str | os.PathLike[str]) -> Combined:
+    """Write OUT/all.h5 over every HDF5 array of the manifest; without it (and a log line)
+    when they cannot be stacked, in which case any older all.h5 is removed, not left stale."""
     import h5py
 
     from ..sinks.atomic import publish, remove_path, temp_sibling
@@ -75,7 +80,7 @@ def write_virtual_dataset(out: str | os.PathLike[str]) -> str | None:
     if reason is not None:
         remove_path(final)
         log.info("%s not written: %s", final, reason)
-        return None
+        return Combined(None, reason)
     row_shape, dtype = arrays[0].shape[1:], arrays[0].dtype
     total_rows = sum(a.shape[0] for a in arrays)
     layout = h5py.VirtualLayout(shape=(total_rows, *row_shape), dtype=dtype)
@@ -106,4 +111,4 @@ def write_virtual_dataset(out: str | os.PathLike[str]) -> str | None:
     except BaseException:
         remove_path(temp)
         raise
-    return final
+    return Combined(final, None)

@@ -1,0 +1,66 @@
+"""What OUT holds before a run starts, decided once for `convert` and `plan` alike: the output
+checked, the earlier manifest read, the stores it can skip, the orphans (stores whose archive is
+no longer among the inputs), the stores verify found damaged, and another layout refused.
+
+`plan` runs exactly these checks, so that it exits as `convert` would; it only writes nothing.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from ..core.errors import ConfigError
+from ..core.records import Result, Task
+from ..core.storage import is_url
+from .config import RunConfig
+from .run_manifest import Orphan, RunManifest
+
+
+def output_root(config: RunConfig) -> str:
+    """OUT as the run names it: an absolute folder, or a URL prefix. An existing path that is
+    not a folder is refused before any work (a run would fail on every archive)."""
+    if is_url(config.output):
+        return config.output.rstrip("/")  # object stores have no folders to create
+    out = os.path.abspath(os.path.expanduser(config.output))
+    if os.path.lexists(out) and not os.path.isdir(out):
+        raise ConfigError(
+            "output",
+            f"{out} exists and is not a folder; name a folder for the stores (it is created "
+            "if missing)",
+        )
+    return out
+
+
+@dataclass
+class Survey:
+    """The earlier state of OUT, as the run about to start sees it."""
+
+    out: str
+    manifest: RunManifest
+    current: dict[str, Result]  # relpath -> skipped Result, decided from the manifest alone
+    old_layout: list[str]  # another format's stores, to replace (--overwrite)
+    orphans: list[Orphan]
+    damaged: set[str]  # relpaths whose store verify found damaged: to be redone
+
+    @property
+    def unchanged(self) -> bool:
+        """Whether the earlier manifest stays true as it is when no store needs work."""
+        m = self.manifest
+        return not self.old_layout and m.was_complete and m.has_index and not m.views_changed
+
+
+def survey(config: RunConfig, tasks: list[Task], out: str) -> Survey:
+    """Read OUT's manifest once against the planned tasks; raises ConfigError for a folder of
+    another layout without --overwrite."""
+    manifest = RunManifest(out, config.options, config.storage_options)
+    current = manifest.scan(tasks, trust_stat=not config.overwrite)
+    old_layout = manifest.refuse_other_layout(config.overwrite)
+    return Survey(
+        out=out,
+        manifest=manifest,
+        current=current,
+        old_layout=old_layout,
+        orphans=list(manifest.orphans),
+        damaged=set(manifest.damaged),
+    )

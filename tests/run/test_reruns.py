@@ -1,0 +1,203 @@
+"""An output folder over its whole life: archives deleted, replaced, failing, stores damaged.
+After every run, each view of OUT (store paths, manifest, refs, open_all, all.h5, inspect,
+verify) describes exactly the current inputs under the current options."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+import zconvert
+from zconvert.read.inspect import inspect_path
+
+from ..conftest import float_rows, make_zip
+
+FORMATS = [("zarr", ".zarr"), ("hdf5", ".h5")]
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "zconvert", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def _inputs(folder: Path, n: int = 4, rows: int = 50) -> dict[str, np.ndarray]:
+    data = {}
+    for i in range(n):
+        data[f"a{i}"] = float_rows(rows, seed=i)
+        make_zip(folder / f"a{i}.zip", {f"blob{i}.bin": data[f"a{i}"]})
+    return data
+
+
+def _statuses(out: Path) -> dict[str, str]:
+    stores = json.loads((out / "manifest.json").read_text())["stores"]
+    return {s["relpath"]: s["status"] for s in stores}
+
+
+def _all_rows(out: Path) -> np.ndarray:
+    with h5py.File(out / "all.h5", "r", locking=False) as f:
+        return f["all"][...]
+
+
+@pytest.mark.parametrize(("fmt", "suffix"), FORMATS)
+def test_deleted_archives_leave_every_view(tmp_path, fmt, suffix):
+    src, out = tmp_path / "in", tmp_path / "out"
+    data = _inputs(src)
+    assert zconvert.convert(src, out, format=fmt, executor="serial").ok
+    (src / "a1.zip").unlink()
+    (src / "a3.zip").unlink()
+
+    report = zconvert.convert(src, out, format=fmt, executor="serial")
+    assert report.ok and len(report.skipped) == 2
+    orphans = [str(out / f"a1{suffix}"), str(out / f"a3{suffix}")]
+    assert report.orphans == orphans  # named, and left on disk without --prune
+    assert all(Path(p).exists() for p in orphans)
+    assert sorted(r.store for r in zconvert.refs(out)) == [
+        str(out / f"a0{suffix}"),
+        str(out / f"a2{suffix}"),
+    ]
+    assert _statuses(out) == {
+        f"a0{suffix}": "skipped",
+        f"a1{suffix}": "orphan",
+        f"a2{suffix}": "skipped",
+        f"a3{suffix}": "orphan",
+    }
+    assert zconvert.verify(out) == []
+    combined = zconvert.open_all(out)
+    expected = np.concatenate([data["a0"], data["a2"]])
+    np.testing.assert_array_equal(np.asarray(combined), expected)
+    if fmt == "hdf5":
+        np.testing.assert_array_equal(_all_rows(out), expected)
+    info = inspect_path(str(out))
+    assert info["counts"]["orphan"] == 2 and info["counts"]["converted"] == 0
+
+    # --overwrite redoes the inputs' stores and keeps the orphans out of every view too
+    report = zconvert.convert(src, out, format=fmt, executor="serial", overwrite=True)
+    assert len(report.converted) == 2 and report.orphans == orphans
+    assert len(zconvert.refs(out)) == 2
+    assert _statuses(out)[f"a1{suffix}"] == "orphan"
+
+
+def test_all_h5_follows_stores_deleted_by_hand(tmp_path):
+    src, out = tmp_path / "in", tmp_path / "out"
+    data = _inputs(src)
+    zconvert.convert(src, out, format="hdf5", executor="serial")
+    (src / "a1.zip").unlink()
+    zconvert.convert(src, out, format="hdf5", executor="serial")
+    (out / "a1.h5").unlink()  # the user tidies up the orphan by hand
+    report = zconvert.convert(src, out, format="hdf5", executor="serial")
+    assert report.orphans == []
+    assert "a1.h5" not in _statuses(out)
+    expected = np.concatenate([data["a0"], data["a2"], data["a3"]])
+    rows = _all_rows(out)
+    assert not np.isnan(rows).any()  # a missing source reads as NaN: none is left
+    np.testing.assert_array_equal(rows, expected)
+
+
+def test_prune_deletes_orphans_and_plan_shows_them_first(tmp_path):
+    src, out = tmp_path / "in", tmp_path / "out"
+    _inputs(src)
+    zconvert.convert(src, out, executor="serial")
+    (src / "a2.zip").unlink()
+
+    plan = _cli("plan", str(src), "-o", str(out))
+    assert plan.returncode == 0, plan.stderr
+    assert f"orphan   {out / 'a2.zarr'}" in plan.stdout
+    assert "2 orphan" not in plan.stdout and "1 orphan" in plan.stdout
+    plan = _cli("plan", str(src), "-o", str(out), "--prune")
+    assert f"prune    {out / 'a2.zarr'}" in plan.stdout and "1 to prune" in plan.stdout
+    assert (out / "a2.zarr").exists()  # a plan writes nothing
+
+    proc = _cli("convert", str(src), "-o", str(out), "--prune", "--json")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["pruned"] == [str(out / "a2.zarr")] and report["orphans"] == []
+    assert not (out / "a2.zarr").exists()
+    assert "a2.zarr" not in _statuses(out)
+    again = _cli("convert", str(src), "-o", str(out))
+    assert "  orphans " not in again.stderr and "  pruned " not in again.stderr
+
+
+def test_orphan_comes_back_when_its_archive_does(tmp_path):
+    src, out = tmp_path / "in", tmp_path / "out"
+    _inputs(src)
+    zconvert.convert(src, out, executor="serial")
+    (src / "a1.zip").rename(tmp_path / "a1.zip")
+    zconvert.convert(src, out, executor="serial")
+    (tmp_path / "a1.zip").rename(src / "a1.zip")
+    report = zconvert.convert(src, out, executor="serial")
+    assert report.orphans == [] and len(report.skipped) == 4  # the store was still current
+    assert len(zconvert.refs(out)) == 4
+
+
+@pytest.mark.parametrize(("fmt", "suffix"), FORMATS)
+def test_replaced_archive_that_fails_leaves_no_store(tmp_path, fmt, suffix):
+    src, out = tmp_path / "in", tmp_path / "out"
+    _inputs(src, n=2)
+    zconvert.convert(src, out, format=fmt, executor="serial")
+    (src / "a1.zip").write_bytes(b"not a zip any more")
+
+    proc = _cli("convert", str(src), "-o", str(out), "--format", fmt)
+    assert proc.returncode == 1
+    failure = [line for line in proc.stderr.splitlines() if "failed:" in line]
+    assert len(failure) == 1 and "not a readable ZIP" in failure[0]
+    assert f"earlier store a1{suffix} was removed" in failure[0]
+    assert not (out / f"a1{suffix}").exists()  # nobody opening it by path reads old data
+    assert [r.store for r in zconvert.refs(out)] == [str(out / f"a0{suffix}")]
+    assert _statuses(out)[f"a1{suffix}"] == "failed"
+
+
+@pytest.mark.parametrize(("fmt", "suffix"), FORMATS)
+def test_verify_marks_damage_and_plain_convert_redoes_it(tmp_path, fmt, suffix):
+    src, out = tmp_path / "in", tmp_path / "out"
+    data = _inputs(src, n=2, rows=5000)
+    zconvert.convert(src, out, format=fmt, executor="serial", codec="none")
+    store = out / f"a1{suffix}"
+    if fmt == "zarr":
+        target = store / "blob1" / "c" / "0" / "0"
+    else:
+        target = store
+    blob = bytearray(target.read_bytes())
+    blob[-4096:-4000] = bytes(96)  # data bytes zeroed: metadata intact, CRC32 differs
+    target.write_bytes(bytes(blob))
+
+    proc = _cli("verify", str(out))
+    assert proc.returncode == 1
+    assert "damaged store is marked" in proc.stderr and "zconvert convert" in proc.stderr
+    assert _statuses(out)[f"a1{suffix}"] == "damaged"
+    assert [r.store for r in zconvert.refs(out)] == [str(out / f"a0{suffix}")]
+
+    plan = _cli("plan", str(src), "-o", str(out), "--format", fmt, "--codec", "none")
+    assert f"a1{suffix}  (damaged" in plan.stdout, plan.stdout
+    report = zconvert.convert(src, out, format=fmt, executor="serial", codec="none")
+    assert [r.relpath for r in report.converted] == [f"a1{suffix}"]
+    assert zconvert.verify(out) == []
+    np.testing.assert_array_equal(zconvert.open(store, "blob1")[...], data["a1"])
+
+
+def test_output_that_is_a_file_is_refused_by_convert_and_plan(tmp_path):
+    src = tmp_path / "in"
+    _inputs(src, n=1)
+    taken = tmp_path / "taken"
+    taken.write_text("a file")
+    for command in ("convert", "plan"):
+        proc = _cli(command, str(src), "-o", str(taken))
+        assert proc.returncode == 2, (command, proc.stderr)
+        assert "exists and is not a folder" in proc.stderr
+        assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert taken.read_text() == "a file"
+
+
+def test_plan_refuses_another_layout_as_convert_does(tmp_path):
+    src, out = tmp_path / "in", tmp_path / "out"
+    _inputs(src, n=2)
+    zconvert.convert(src, out, format="hdf5", executor="serial")
+    results = [_cli(command, str(src), "-o", str(out)) for command in ("plan", "convert")]
+    assert [p.returncode for p in results] == [2, 2]
+    assert all("holds 2 hdf5 store(s)" in p.stderr for p in results)

@@ -201,3 +201,21 @@ def test_plan_refuses_another_layout_as_convert_does(tmp_path):
     results = [_cli(command, str(src), "-o", str(out)) for command in ("plan", "convert")]
     assert [p.returncode for p in results] == [2, 2]
     assert all("holds 2 hdf5 store(s)" in p.stderr for p in results)
+
+
+def test_plan_refuses_an_output_in_use_as_convert_does(tmp_path):
+    from zconvert.run.config import build_config
+    from zconvert.run.dryrun import plan_run
+    from zconvert.run.outdir import OutputLockedError, lock_output
+
+    src, out = tmp_path / "in", tmp_path / "out"
+    _inputs(src, n=1)
+    out.mkdir()
+    config = build_config(inputs=[str(src)], output=str(out))
+    with lock_output(str(out)):
+        with pytest.raises(OutputLockedError, match="in use by another zconvert run"):
+            plan_run(config)
+        with pytest.raises(OutputLockedError):
+            zconvert.convert(src, out)
+    assert [p.action for p in plan_run(config)] == ["convert"]  # released: no lock file left
+    assert not (out / ".zconvert.lock").exists()

@@ -11,9 +11,11 @@ from dataclasses import asdict, dataclass, replace
 
 from ..core.errors import ArchiveError
 from ..core.records import SkippedMember, Task
+from ..core.storage import is_url
 from ..zipread.member_layout import layout_for
 from ..zipread.members import check_member, open_archive, select_members
 from .config import RunConfig
+from .outdir import refuse_if_locked
 from .plan import plan_tasks
 from .survey import output_root, survey
 
@@ -74,7 +76,10 @@ def plan_run(config: RunConfig) -> list[PlannedTask]:
     archives are no longer inputs); writes nothing. Runs every check `convert` runs before
     work starts (the output, another layout in OUT), raising the same ConfigError."""
     tasks = plan_tasks(config)
-    found = survey(config, tasks, output_root(config))
+    out = output_root(config)
+    if not is_url(out):
+        refuse_if_locked(out)
+    found = survey(config, tasks, out)
     planned = []
     for task in tasks:
         if config.overwrite:

@@ -56,13 +56,9 @@ def _acquire(path: str, out: str) -> int:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            error = _locked_error(fd, out)
             os.close(fd)
-            raise OutputLockedError(
-                "output",
-                f"{out} is in use by another zconvert run (pid {holder}); wait for it to "
-                "finish or choose another output folder",
-            ) from None
+            raise error from None
         try:
             same = os.path.samestat(os.fstat(fd), os.stat(path))
         except FileNotFoundError:
@@ -72,6 +68,30 @@ def _acquire(path: str, out: str) -> int:
             os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
             return fd
         os.close(fd)  # the holder removed it as we opened it: try again on the new file
+
+
+def _locked_error(fd: int, out: str) -> OutputLockedError:
+    holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+    return OutputLockedError(
+        "output",
+        f"{out} is in use by another zconvert run (pid {holder}); wait for it to "
+        "finish or choose another output folder",
+    )
+
+
+def refuse_if_locked(out: str) -> None:
+    """A dry run's lock check: OutputLockedError if a live run holds OUT, as `convert` would
+    raise; takes no lock and creates nothing."""
+    try:
+        fd = os.open(os.path.join(out, LOCK_NAME), os.O_RDONLY)
+    except OSError:
+        return  # no lock file: no run holds OUT
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise _locked_error(fd, out) from None
+    finally:
+        os.close(fd)
 
 
 def is_leftover(name: str) -> bool:

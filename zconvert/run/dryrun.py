@@ -103,13 +103,19 @@ def plan_run(config: RunConfig) -> list[PlannedTask]:
             if preflighted.action == "convert":
                 preflighted = replace(preflighted, reason=reason)
             planned.append(preflighted)
-    action, why = (
-        ("prune", "archive no longer an input; deleted by --prune")
+    action, fate = (
+        ("prune", "deleted by --prune")
         if config.prune
-        else ("orphan", "archive no longer an input; left out of every view, --prune deletes it")
+        else ("orphan", "left out of every view; --prune deletes it")
     )
     planned.extend(
-        PlannedTask(archive=o.archive, store=o.store, relpath=o.relpath, action=action, reason=why)
+        PlannedTask(
+            archive=o.archive,
+            store=o.store,
+            relpath=o.relpath,
+            action=action,
+            reason=f"{o.why}: {fate}",
+        )
         for o in found.orphans
     )
     return planned

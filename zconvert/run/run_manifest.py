@@ -37,6 +37,13 @@ class Orphan(NamedTuple):
     archive: str
     store: str
 
+    @property
+    def why(self) -> str:
+        """'archive deleted' or, for one that exists but was not named, 'archive not an input'."""
+        if self.archive and not is_url(self.archive) and not os.path.exists(self.archive):
+            return "archive deleted"
+        return "archive not among this run's inputs"
+
 
 class RunManifest:
     """OUT/manifest.json as one run goes: written whole and atomically now and then (an

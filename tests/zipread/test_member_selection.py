@@ -1,5 +1,6 @@
 """Which members of an archive are data: --include/--exclude (flags and YAML), operating-system
-metadata skipped and listed, per-member dtype/shape rules, and which files a folder search finds."""
+metadata and documents skipped and listed, per-member dtype/shape rules, and which files a folder
+search finds."""
 
 from __future__ import annotations
 
@@ -19,6 +20,10 @@ from ..conftest import float_rows, make_zip
 VALUES = float_rows(1000, seed=3)
 STAMPS = np.arange(1000, dtype="<i8") * 1_000_000
 APPLEDOUBLE = b"\x00\x05\x16\x07\x00\x02\x00\x00" + b"Mac OS X        " + bytes(4072)
+# 32 bytes: whole float32 rows of the default (-1, 4), so nothing but its name says it is text.
+README = b"Measured 2026-11-30 on rig 12.\r\n"
+assert len(README) == 32
+NOT_DATA = "; add --include to convert it"
 
 
 def _mixed(path: Path) -> Path:
@@ -29,7 +34,7 @@ def _mixed(path: Path) -> Path:
             "run1/values.bin": VALUES,
             "run1/more.bin": VALUES[:500],
             "run1/meta.json": b'{"instrument": "x"}',
-            "README.txt": b"measured 2026-11-30\n",
+            "README.txt": README,
         },
     )
 
@@ -44,13 +49,62 @@ def _manifest(out: Path) -> dict:
     return json.loads((out / "manifest.json").read_text())
 
 
-def test_without_selection_a_readme_beside_the_data_fails_in_one_line(tmp_path):
-    _mixed(tmp_path / "in" / "a.zip")
+def test_documents_beside_the_data_are_skipped_and_listed_with_why(tmp_path):
+    """The README used to become a 2 x 4 float32 array named README."""
+    archive = _mixed(tmp_path / "in" / "a.zip")
+    with zipfile.ZipFile(archive, "a") as zf:
+        zf.writestr("run1/plot.PNG", bytes(64))  # extensions in any case
+    out = tmp_path / "out"
+    plan = cli("plan", str(tmp_path / "in"), "-o", str(out))
+    assert f"skip member README.txt: not data (.txt: text/document){NOT_DATA}" in plan.stdout
+    proc = cli("convert", str(tmp_path / "in"), "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    arrays = _arrays(out / "a.zarr")
+    assert sorted(arrays) == ["run1/more", "run1/values"]
+    np.testing.assert_array_equal(arrays["run1/values"], VALUES)
+    reasons = {s["member"]: s["reason"] for s in _manifest(out)["stores"][0]["skipped_members"]}
+    assert reasons == {
+        "README.txt": f"not data (.txt: text/document){NOT_DATA}",
+        "run1/meta.json": f"not data (.json: structured text){NOT_DATA}",
+        "run1/plot.PNG": f"not data (.png: image){NOT_DATA}",
+    }
+    assert "README.txt: not data" in cli("inspect", str(out / "a.zarr")).stdout
+    # a rerun selects the same members, so the store is current
+    assert "0 converted, 1 skipped" in cli("convert", str(tmp_path / "in"), "-o", str(out)).stderr
+
+
+@pytest.mark.parametrize(
+    "include, converted",
+    [
+        ((), False),
+        (("*.bin", "README.txt"), True),
+        (("*.bin", "README*"), True),
+    ],
+    ids=["default", "named", "glob"],
+)
+def test_readme_converts_only_when_an_include_pattern_matches_it(tmp_path, include, converted):
+    archive = _mixed(tmp_path / "in" / "a.zip")
+    with zipfile.ZipFile(archive, "a") as zf:
+        zf.writestr("__MACOSX/._README.txt", APPLEDOUBLE)  # metadata: skipped whatever matches
+    report = zconvert.convert(archive, tmp_path / "out", executor="serial", include=include)
+    assert report.ok, [r.error for r in report.failed]
+    arrays = _arrays(tmp_path / "out" / "a.zarr")
+    assert ("README" in arrays) is converted
+    if converted:
+        np.testing.assert_array_equal(arrays["README"], np.frombuffer(README, "<f4").reshape(2, 4))
+    reasons = {s.member: s.reason for s in report.results[0].skipped_members}
+    assert reasons["__MACOSX/._README.txt"].startswith("macOS")
+    assert ("README.txt" in reasons) is not converted
+
+
+def test_archive_of_only_documents_fails_in_one_line(tmp_path):
+    make_zip(tmp_path / "in" / "a.zip", {"README.txt": README, "notes.md": README[:16]})
     proc = cli("convert", str(tmp_path / "in"), "-o", str(tmp_path / "out"))
     assert proc.returncode == 1
     line = [ln for ln in proc.stderr.splitlines() if "failed: " in ln]
-    assert len(line) == 1 and "a.zip" in line[0] and "--exclude" in line[0], proc.stderr
-    assert "run1/meta.json" in line[0] or "README.txt" in line[0], line[0]
+    assert len(line) == 1 and "a.zip" in line[0], proc.stderr
+    assert "no member left to convert, 2 skipped" in line[0], line[0]
+    assert "README.txt: not data (.txt: text/document)" in line[0], line[0]
     assert not (tmp_path / "out" / "a.zarr").exists()
 
 

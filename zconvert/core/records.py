@@ -101,7 +101,8 @@ class ArrayRecord:
 
 @dataclass(frozen=True, slots=True)
 class SkippedMember:
-    """A member not converted on purpose (operating-system metadata, --include/--exclude)."""
+    """A member not converted on purpose (operating-system metadata, a document or image
+    rather than data, --include/--exclude)."""
 
     member: str
     reason: str

@@ -39,9 +39,11 @@ KEYS: dict[str, tuple[Any, str]] = {
     "include": (
         [],
         "member paths to convert, as globs ('*' crosses '/'; a glob without '/' also matches "
-        "the file name alone, e.g. '*.bin'); default: every member. Skipped members are listed "
-        "in the manifest; macOS/Windows/JAR metadata (__MACOSX/, ._*, .DS_Store, Thumbs.db, "
-        "desktop.ini, META-INF/MANIFEST.MF) is always skipped",
+        "the file name alone, e.g. '*.bin'); default: every data member. Skipped members are "
+        "listed in the manifest; macOS/Windows/JAR metadata (__MACOSX/, ._*, .DS_Store, "
+        "Thumbs.db, desktop.ini, META-INF/MANIFEST.MF) is always skipped; documents, text and "
+        "images (.txt, .md, .json, .csv, .xml, .yaml, .pdf, .png... see the README) unless a "
+        "pattern here matches them",
     ),
     "exclude": ([], "member paths to skip, as globs (after include), e.g. ['*.json', 'README*']"),
     "members": (

@@ -1,11 +1,13 @@
-"""What an archive holds: open it, list its data members, name their arrays, and refuse
-hostile, unsupported or oversized ones before anything is inflated (archive.py streams them).
+"""What an archive holds: open it, list its data members, name them as their writer meant
+them, name their arrays, and refuse hostile, unsupported or oversized ones before anything is
+inflated (archive.py streams them).
 """
 
 from __future__ import annotations
 
 import fnmatch
 import posixpath
+import struct
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -13,6 +15,7 @@ from typing import BinaryIO
 
 from ..core.errors import ArchiveError
 from ..core.records import SkippedMember
+from .inflate import crc32
 
 # Without an explicit max_ratio, members over RATIO_CHECK_MIN_BYTES are refused above
 # DEFAULT_MAX_RATIO: an all-zero member deflates about 1030:1, so a smaller real one (a dead
@@ -88,16 +91,103 @@ def glob_matches(name: str, pattern: str) -> bool:
     return "/" not in pattern and fnmatch.fnmatchcase(posixpath.basename(name), pattern)
 
 
+# Documents, text and images that travel beside the data: none is raw numbers, and a short
+# one (a 32-byte README) would fit whole float32 rows and become a nonsense array. Skipped by
+# default and listed as skipped; an --include pattern that matches one converts it. Nothing a
+# raw blob is commonly named (.bin, .dat, .raw, .f32, .npy, ...) belongs here, nor a suffix
+# a channel's blob may carry (.r/.i for real and imaginary parts, .m, .sig).
+_DOCUMENT = "text/document"
+_STRUCTURED = "structured text"
+_IMAGE = "image"
+_CHECKSUM = "checksum"
+_SCRIPT = "script/source code"
+NOT_DATA_SUFFIXES: dict[str, str] = {
+    **dict.fromkeys(
+        (".txt", ".md", ".markdown", ".rst", ".log", ".tex", ".rtf", ".pdf", ".html", ".htm"),
+        _DOCUMENT,
+    ),
+    **dict.fromkeys(
+        (".doc", ".docx", ".odt", ".xls", ".xlsx", ".ods", ".ppt", ".pptx", ".odp"), _DOCUMENT
+    ),
+    **dict.fromkeys(
+        (".json", ".csv", ".tsv", ".xml", ".yaml", ".yml", ".ini", ".cfg", ".conf", ".toml"),
+        _STRUCTURED,
+    ),
+    **dict.fromkeys(
+        (".png", ".jpg", ".jpeg", ".gif", ".bmp", ".tif", ".tiff", ".svg", ".webp", ".ico"),
+        _IMAGE,
+    ),
+    **dict.fromkeys((".md5", ".sha1", ".sha256", ".sha512"), _CHECKSUM),
+    **dict.fromkeys((".py", ".ipynb", ".sh", ".bat", ".ps1"), _SCRIPT),
+}
+
+
+def not_data_reason(name: str) -> str | None:
+    """Why a member is a document, text or image by its extension (any case), or None."""
+    suffix = posixpath.splitext(posixpath.basename(name))[1].lower()
+    kind = NOT_DATA_SUFFIXES.get(suffix)
+    if kind is None:
+        return None
+    return f"not data ({suffix}: {kind}); add --include to convert it"
+
+
 def selection_reason(name: str, include: Sequence[str], exclude: Sequence[str]) -> str | None:
-    """Why a member is not converted (metadata, --include, --exclude), or None to convert it."""
+    """Why a member is not converted (metadata, --include, --exclude, not data), or None to
+    convert it. Metadata is never converted; a document only when an include pattern names it."""
     reason = metadata_reason(name)
     if reason is not None:
         return reason
-    if include and not any(glob_matches(name, p) for p in include):
+    included = any(glob_matches(name, p) for p in include)
+    if include and not included:
         return "matches no include pattern (" + ", ".join(include) + ")"
     for pattern in exclude:
         if glob_matches(name, pattern):
             return f"matches exclude pattern {pattern}"
+    return None if included else not_data_reason(name)
+
+
+_UTF8_FLAG = 0x800  # APPNOTE 4.4.4, general purpose bit 11: the name is UTF-8
+_UNICODE_PATH_FIELD = 0x7075  # APPNOTE 4.6.9, Info-ZIP Unicode Path extra field
+
+
+def decode_member_name(info: zipfile.ZipInfo) -> str:
+    """A member's name as its writer meant it: UTF-8 when flagged, else Info-ZIP's Unicode Path
+    field, else the bytes as UTF-8 when they are valid UTF-8, else CP437."""
+    if info.flag_bits & _UTF8_FLAG:
+        return info.filename
+    # Info-ZIP on Linux and macOS writes the locale's bytes (UTF-8 today) without the flag, and
+    # zipfile decodes unflagged names as CP437 ('café' becomes 'caf├⌐'). CP437 maps all 256
+    # bytes, so encoding orig_filename gives the raw bytes back (zconvert never passes
+    # metadata_encoding). Bytes that happen to be valid UTF-8 are UTF-8 in practice, as
+    # bsdtar and 7-Zip read them: CP437 names with accents almost never are.
+    raw = info.orig_filename.encode("cp437")
+    name = _unicode_path(info.extra, raw)
+    if name is None:
+        try:
+            name = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return info.filename
+    # zipfile's own clean-up (cut at a NUL, os.sep as '/'), so every rule names alike.
+    return zipfile.ZipInfo(name).filename
+
+
+def _unicode_path(extra: bytes, raw: bytes) -> str | None:
+    """The UTF-8 name in an Info-ZIP Unicode Path field (version 1), if its CRC32 is that of the
+    header's name: a tool that renames a member without updating the field leaves a stale one."""
+    pos = 0
+    while pos + 4 <= len(extra):
+        header_id, size = struct.unpack_from("<2H", extra, pos)
+        body = extra[pos + 4 : pos + 4 + size]
+        pos += 4 + size
+        if header_id != _UNICODE_PATH_FIELD or len(body) < 5:
+            continue
+        version, name_crc = struct.unpack_from("<BL", body)
+        if version != 1 or name_crc != crc32(raw, 0):
+            continue
+        try:
+            return body[5:].decode("utf-8") or None
+        except UnicodeDecodeError:
+            return None
     return None
 
 
@@ -105,7 +195,7 @@ def selection_reason(name: str, include: Sequence[str], exclude: Sequence[str]) 
 class Member:
     """A data member of an archive, as its central directory describes it."""
 
-    name: str  # the name as stored in the archive
+    name: str  # as its writer meant it (decode_member_name); look members up by `info`
     array_name: str  # sanitised: the path without its extension, "/"-separated
     file_size: int
     compress_size: int
@@ -170,21 +260,20 @@ def select_members(
     for info in zf.infolist():
         if info.is_dir():
             continue
-        reason = selection_reason(info.filename, include, exclude)
+        member = decode_member_name(info)
+        reason = selection_reason(member, include, exclude)
         if reason is not None:
-            skipped.append(SkippedMember(info.filename, reason))
+            skipped.append(SkippedMember(member, reason))
             continue
-        name = array_name_for(archive, info.filename)
+        name = array_name_for(archive, member)
         other = seen.get(name.casefold())
         if other is not None:
-            what = (
-                "is a duplicate" if other == info.filename else f"clashes with {other!r} once named"
-            )
-            raise ArchiveError(archive, info.filename, f"member {what}; rename one in the archive")
-        seen[name.casefold()] = info.filename
+            what = "is a duplicate" if other == member else f"clashes with {other!r} once named"
+            raise ArchiveError(archive, member, f"member {what}; rename one in the archive")
+        seen[name.casefold()] = member
         members.append(
             Member(
-                name=info.filename,
+                name=member,
                 array_name=name,
                 file_size=info.file_size,
                 compress_size=info.compress_size,
@@ -236,7 +325,7 @@ def _check_no_overlap(archive: str, zf: zipfile.ZipFile) -> None:
         if limit is not None and info.header_offset + 30 + info.compress_size > limit:
             raise ArchiveError(
                 archive,
-                info.filename,
+                decode_member_name(info),
                 "member data overlaps the next member or the central directory "
                 "(a zip bomb, or a corrupt archive); re-create the archive",
             )

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import h5py
@@ -38,6 +39,22 @@ def _inputs(folder: Path, n: int = 4, rows: int = 50) -> dict[str, np.ndarray]:
 def _statuses(out: Path) -> dict[str, str]:
     stores = json.loads((out / "manifest.json").read_text())["stores"]
     return {s["relpath"]: s["status"] for s in stores}
+
+
+def _damage(store: Path, name: str) -> None:
+    """Overwrite 64 bytes of an array's first stored chunk: its metadata stays intact."""
+    if store.is_dir():
+        path, offset = store / name / "c" / "0" / "0", 0
+    else:
+        with h5py.File(store, "r") as f:
+            dset = f[name]
+            offset = dset.id.get_offset() if dset.chunks is None else None
+            if offset is None:
+                offset = dset.id.get_chunk_info(0).byte_offset
+        path = store
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        f.write(bytes(range(64)))
 
 
 def _all_rows(out: Path) -> np.ndarray:
@@ -159,13 +176,7 @@ def test_verify_marks_damage_and_plain_convert_redoes_it(tmp_path, fmt, suffix):
     data = _inputs(src, n=2, rows=5000)
     zconvert.convert(src, out, format=fmt, executor="serial", codec="none")
     store = out / f"a1{suffix}"
-    if fmt == "zarr":
-        target = store / "blob1" / "c" / "0" / "0"
-    else:
-        target = store
-    blob = bytearray(target.read_bytes())
-    blob[-4096:-4000] = bytes(96)  # data bytes zeroed: metadata intact, CRC32 differs
-    target.write_bytes(bytes(blob))
+    _damage(store, "blob1")
 
     proc = _cli("verify", str(out))
     assert proc.returncode == 1
@@ -219,3 +230,67 @@ def test_plan_refuses_an_output_in_use_as_convert_does(tmp_path):
             zconvert.convert(src, out)
     assert [p.action for p in plan_run(config)] == ["convert"]  # released: no lock file left
     assert not (out / ".zconvert.lock").exists()
+
+
+def _assert_views_agree(src: Path, out: Path, fmt: str, suffix: str, bad: set[str]) -> None:
+    """Every view of OUT describes exactly the archives in `src`: those in `bad` fail and have
+    no store; every other one is served, with its data, by every view."""
+    archives = sorted(p.stem for p in src.glob("*.zip"))
+    good = [name for name in archives if name not in bad]
+    refs = zconvert.refs(out)
+    assert sorted(Path(r.store).name for r in refs) == [f"{n}{suffix}" for n in good]
+    expected = []
+    for ref in refs:
+        name = Path(ref.store).stem
+        with zipfile.ZipFile(src / f"{name}.zip") as zf:
+            (member,) = zf.namelist()
+            raw = np.frombuffer(zf.read(member), dtype="<f4").reshape(-1, 4)
+        np.testing.assert_array_equal(ref.read(), raw)
+        expected.append(raw)
+    for name in bad:
+        assert not (out / f"{name}{suffix}").exists()
+    statuses = _statuses(out)
+    assert {k for k, v in statuses.items() if v in ("converted", "skipped")} == {
+        f"{n}{suffix}" for n in good
+    }
+    assert {k for k, v in statuses.items() if v == "failed"} == {f"{n}{suffix}" for n in bad}
+    assert all(
+        v != "orphan" or not (src / f"{Path(k).stem}.zip").exists() for k, v in statuses.items()
+    )
+    np.testing.assert_array_equal(np.asarray(zconvert.open_all(out)), np.concatenate(expected))
+    if fmt == "hdf5":
+        np.testing.assert_array_equal(_all_rows(out), np.concatenate(expected))
+    assert zconvert.verify(out) == []
+    info = inspect_path(str(out))
+    assert info["counts"]["converted"] + info["counts"]["skipped"] == len(good)
+
+
+@pytest.mark.parametrize(("fmt", "suffix"), FORMATS)
+def test_rerun_after_a_mix_of_changes_keeps_every_view_true(tmp_path, fmt, suffix):
+    src, out = tmp_path / "in", tmp_path / "out"
+    _inputs(src, n=6)
+    run = dict(format=fmt, executor="serial")
+    zconvert.convert(src, out, **run)
+    _assert_views_agree(src, out, fmt, suffix, set())
+
+    make_zip(src / "a6.zip", {"blob6.bin": float_rows(30, seed=60)})  # added
+    (src / "a1.zip").unlink()  # deleted
+    make_zip(src / "a2.zip", {"blob2.bin": float_rows(70, seed=20)})  # replaced
+    (src / "a3.zip").write_bytes(b"PK\x03\x04 truncated")  # replaced by a broken one
+    _damage(out / f"a4{suffix}", "blob4")  # damaged, and verify says so
+    assert zconvert.verify(out)  # found, and marked in the manifest
+
+    report = zconvert.convert(src, out, **run)
+    assert sorted(r.relpath for r in report.converted) == [
+        f"a2{suffix}",
+        f"a4{suffix}",
+        f"a6{suffix}",
+    ]
+    assert [r.relpath for r in report.failed] == [f"a3{suffix}"]
+    assert report.orphans == [str(out / f"a1{suffix}")]
+    _assert_views_agree(src, out, fmt, suffix, {"a3"})
+
+    # and once more with nothing changed: the same answers, nothing redone
+    report = zconvert.convert(src, out, **run)
+    assert not report.converted and len(report.failed) == 1
+    _assert_views_agree(src, out, fmt, suffix, {"a3"})

@@ -51,6 +51,21 @@ __all__ = [
 ]
 
 
+def __dir__() -> list[str]:
+    """What dir(zconvert) and tab completion show: the public API (loaded on first use, so
+    not in globals() until then), the module's dunders and the stage packages loaded so far,
+    not the helpers this file imports (Any, TYPE_CHECKING)."""
+    import types
+
+    shown = {*__all__}
+    for name, value in globals().items():
+        if name.startswith("__") or (
+            isinstance(value, types.ModuleType) and not name.startswith("_")
+        ):
+            shown.add(name)
+    return sorted(shown)
+
+
 def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:

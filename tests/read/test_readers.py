@@ -203,6 +203,26 @@ def test_open_memmap_refuses_compressed_or_chunked_stores(tmp_path, fmt, zarr_fo
     assert "--codec none --contiguous" in message and "--codec none for HDF5" in message
 
 
+@pytest.mark.parametrize(
+    ("fmt", "zarr_format", "codec", "contiguous"),
+    [*MAPPABLE, ("zarr", 3, "blosc-lz4", False), ("hdf5", 3, "zstd", False)],
+)
+def test_open_memmap_of_a_0_row_array_is_empty_whatever_the_layout(
+    tmp_path, fmt, zarr_format, codec, contiguous
+):
+    """A 0-row array has no bytes (HDF5: no storage offset; Zarr: no chunk file): nothing to
+    map and nothing to convert differently, so it maps to an empty array, not an error."""
+    data = float_rows(100)
+    members = {"blob.bin": data, "empty.bin": b""}
+    store = _convert(tmp_path, members, fmt, zarr_format, codec, contiguous=contiguous)
+    mm = zconvert.open_memmap(store, "empty")
+    assert isinstance(mm, np.memmap) and mm.shape == (0, 4) and mm.dtype == np.float32
+    assert not mm.flags.writeable and mm.filename is None
+    assert zconvert.StoreRef(store, "empty").memmap().shape == (0, 4)
+    if codec == "none":  # beside it, the store's other array still maps
+        np.testing.assert_array_equal(zconvert.open_memmap(store, "blob"), data)
+
+
 def test_contiguous_needs_codec_none(tmp_path):
     make_zip(tmp_path / "in" / "a.zip", {"blob.bin": float_rows(10)})
     with pytest.raises(zconvert.ConfigError, match="contiguous: needs codec none"):

@@ -38,6 +38,9 @@ BAD = [
     ("shape: [-1, 0]", "shape", "impossible"),
     ("shape: [4, -1]", "shape", "impossible"),
     ("shape: a,b", "shape", "not a list of integers"),
+    ("shape: 1000x", "shape", "'1000x' leaves a size out; write every size"),
+    ("shape: x4", "shape", "leaves a size out"),
+    ("shape: '1000,,4'", "shape", "leaves a size out"),
     ("shape: [-1, 4.5]", "shape", "integers only"),
     # each value valid, the combination impossible:
     ("shape: [-1, 1099511627776]\ndtype: <f8", "shape", "no member can hold it"),
@@ -94,6 +97,25 @@ def test_cli_refuses_before_any_work_with_exit_2(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip() == (
         f"zconvert: error: {path}: chunk_rows: -5 must be a positive whole number"
+    )
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("shape", ["1000x", "x4", "1000,,4", "-1,4,"])
+def test_shape_flag_with_a_size_left_out_exits_2_in_one_line(tmp_path, shape):
+    (tmp_path / "in").mkdir()
+    command = ["convert", str(tmp_path / "in"), "-o", "out", "--shape", shape]
+    proc = subprocess.run(
+        [sys.executable, "-m", "zconvert", *command],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        f"zconvert: error: --shape: {shape!r} leaves a size out; write every size, "
+        "like -1,4 or 1000x4"
     )
     assert not (tmp_path / "out").exists()
 

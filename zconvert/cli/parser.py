@@ -11,6 +11,7 @@ import json
 from typing import Any
 
 from .._version import __version__
+from ..core.storage import as_path
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2  # shell-friendly exit status
 
@@ -304,7 +305,13 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=VERIFY_EXAMPLES,
         formatter_class=raw,
     )
-    verify.add_argument("paths", nargs="+", metavar="OUT|STORE", help="output folders or stores")
+    verify.add_argument(
+        "paths",
+        nargs="+",
+        type=as_path,  # file:///abs/out is the folder /abs/out
+        metavar="OUT|STORE",
+        help="output folders or stores",
+    )
     verify.add_argument(
         "--sources", action="store_true", help="also re-read the source archives and check them"
     )

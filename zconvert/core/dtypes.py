@@ -73,7 +73,11 @@ def parse_dtype(value: Any, key: str, source: str | None) -> str:
 def parse_shape(value: Any, key: str, source: str | None) -> tuple[int, ...]:
     """A shape as users write it: [-1, 4], "-1,4" or "-1x4"; only the first size may be -1."""
     if isinstance(value, str):
-        parts = [p.strip() for p in value.replace("x", ",").split(",") if p.strip()]
+        parts = [p.strip() for p in value.replace("x", ",").split(",")]
+        if len(parts) > 1 and "" in parts:  # '1000x' is a typo, not the 1-D shape (1000,)
+            raise ConfigError(
+                key, f"{value!r} leaves a size out; write every size, like -1,4 or 1000x4", source
+            )
         try:
             value = [int(p) for p in parts]
         except ValueError:

@@ -1,12 +1,15 @@
 """URLs (s3://, gs://, memory://, ...) through fsspec: the only module that knows about them.
 
 Local paths never come here: every caller checks `is_url` first and keeps its own local code
-path unchanged. fsspec and its protocol packages are imported on first use, so the base install
-(no `zconvert[s3]`) never needs them.
+path unchanged. A file:// URL is a local path, not a URL: `as_path` turns it into one where a
+path enters zconvert (config, the readers), so nothing below ever sees one. fsspec and its
+protocol packages are imported on first use, so the base install (no `zconvert[s3]`) never
+needs them.
 """
 
 from __future__ import annotations
 
+import os
 import posixpath
 import re
 from collections.abc import Mapping
@@ -25,8 +28,34 @@ READ_BLOCK_BYTES = 4 << 20
 
 
 def is_url(path: object) -> bool:
-    """True for 'protocol://...' strings; local paths (and file objects) are not URLs."""
-    return isinstance(path, str) and bool(_URL.match(path))
+    """True for 'protocol://...' strings; local paths, file:// URLs (see as_path) and file
+    objects are not URLs."""
+    return isinstance(path, str) and bool(_URL.match(path)) and not _is_file_url(path)
+
+
+def _is_file_url(path: str) -> bool:
+    return path[:7].lower() == "file://"
+
+
+def as_path(path: str | os.PathLike[str]) -> str:
+    """A path or URL as a user gave it, as zconvert uses it: a file:// URL becomes the local
+    path it names (file:///abs/out, file://localhost/abs/out, %20 for a space), so that it is
+    written and read as a folder (atomic renames, O_DIRECT, manifest.json), not via fsspec.
+    Other URLs and paths come back unchanged."""
+    path = os.fspath(path)
+    if not _is_file_url(path):
+        return path
+    from urllib.request import url2pathname
+
+    # Not urlsplit: a '?' or '#' pasted unescaped is part of a file's name, not a query.
+    host, _, rest = path[7:].partition("/")
+    if host.lower() not in ("", "localhost"):
+        raise ConfigError(
+            None,
+            f"{path}: a file:// URL of another host ({host}); give a local path, "
+            "e.g. file:///abs/path",
+        )
+    return url2pathname("/" + rest)
 
 
 def join(base: str, rel: str) -> str:

@@ -7,7 +7,9 @@ numpy cannot do this itself (np.load(npz, mmap_mode="r") silently reads instead:
 
 from __future__ import annotations
 
+import math
 import os
+import shlex
 import zipfile
 from typing import Any
 
@@ -57,12 +59,12 @@ def archive_memmap(
         if member.info.flag_bits & 0x1 or member.method == 99:
             raise StoreError(f"{path}: {member.name} is encrypted and cannot be memory-mapped")
         if member.method != zipfile.ZIP_STORED:
-            stem = os.path.splitext(os.path.basename(path))[0]
-            raise StoreError(
+            store = "OUT/" + os.path.splitext(os.path.basename(path))[0] + ".h5"
+            raise StoreError(  # the command and the call as one pastes them, spaces and all
                 f"{path}: {member.name} is compressed ({method_name(member.method)}), and only "
                 "stored (uncompressed) members can be memory-mapped; convert it once with "
-                f"`zconvert convert {path} -o OUT --format hdf5 --codec none`, then "
-                f"zconvert.open_memmap('OUT/{stem}.h5', {member.array_name!r})"
+                f"`zconvert convert {shlex.quote(path)} -o OUT --format hdf5 --codec none`, "
+                f"then zconvert.open_memmap({store!r}, {member.array_name!r})"
             )
         start = data_offset(path, fileobj, member)
         fileobj.seek(start)
@@ -83,11 +85,25 @@ def archive_memmap(
             offset, dims = start, raw_shape(path, member, dt.str, layout, origin)
         if verify:
             _verify(path, fileobj, member, start)
-    if dt.itemsize * int(np.prod(dims)) == 0:
-        raise StoreError(f"{path}: {member.name} holds no data; there is nothing to map")
+    if holds_nothing(dims):
+        return empty_memmap(dt, dims)
     return np.memmap(
         path, dtype=dt, mode="r", offset=offset, shape=dims, order="F" if fortran else "C"
     )
+
+
+def holds_nothing(shape: Any) -> bool:
+    """An array of 0 elements (0 rows): it has no bytes, and np.memmap cannot map 0 bytes."""
+    return math.prod(shape) == 0
+
+
+def empty_memmap(dtype: Any, shape: Any) -> np.memmap:
+    """What open_memmap gives for an array of 0 elements: a read-only empty np.memmap of its
+    dtype and shape that maps no file (`filename` None), so that code mapping every array of
+    a run needs no special case for an empty one."""
+    empty = np.empty(tuple(shape), dtype=dtype).view(np.memmap)
+    empty.flags.writeable = False
+    return empty
 
 
 def _pick(path: str, members: list[Member], name: str | None) -> Member:

@@ -10,6 +10,7 @@ import os
 from typing import Any
 
 from ..core.errors import StoreError
+from ..core.storage import as_path
 from ..run.virtual_dataset import manifest_arrays, stacking_problem
 from ..sinks.layout import store_format
 from .readers import StoreRef
@@ -19,7 +20,7 @@ def open_all(out: str | os.PathLike[str]) -> Any:
     """A lazy dask array of every array of the run, concatenated along rows; reads nothing."""
     import dask.array as da
 
-    root = os.path.abspath(os.fspath(out))
+    root = os.path.abspath(as_path(out))
     arrays = manifest_arrays(root)
     if not arrays:
         raise StoreError(f"{root}: the manifest lists no converted arrays")

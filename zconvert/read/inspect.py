@@ -12,9 +12,10 @@ from typing import Any
 
 from ..core.errors import StoreError
 from ..core.records import DAMAGED, ORPHAN
+from ..core.storage import as_path
 from ..core.units import human_bytes
 from ..run.manifest import MANIFEST_NAME, iter_manifest
-from ..sinks.layout import store_format
+from ..sinks.layout import SKIPPED_ATTR, read_skipped_members, store_format
 
 # HDF5 Blosc filter: compressor code -> name (the filter's 7th parameter).
 _BLOSC_CODES = {0: "blosclz", 1: "lz4", 2: "lz4hc", 3: "snappy", 4: "zlib", 5: "zstd"}
@@ -61,8 +62,15 @@ def _hdf5_codec(dset: Any) -> str:
 
 
 def _plain(value: Any) -> Any:
-    """numpy scalars from HDF5 attributes -> Python values (for JSON and printing)."""
-    return value.item() if hasattr(value, "item") else value
+    """numpy values from HDF5 attributes -> Python values (for JSON and printing): a scalar
+    to its value, an array (of any size, one element too) to a list."""
+    import numpy as np
+
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
 
 
 def _row(
@@ -99,7 +107,7 @@ def _row(
 
 def inspect_store(store: str | os.PathLike[str]) -> dict[str, Any]:
     """One store's format, attributes and a record per array, read from the store itself."""
-    path = os.fspath(store)
+    path = as_path(store)
     fmt = store_format(path)
     arrays = []
     if fmt == "zarr":
@@ -154,7 +162,11 @@ def inspect_store(store: str | os.PathLike[str]) -> dict[str, Any]:
         "source_archive": _plain(attrs.get("source_archive")),
         "zconvert_version": _plain(attrs.get("zconvert_version")),
         "arrays": arrays,
-        "skipped_members": [str(_plain(m)) for m in attrs.get("skipped_members", [])],
+        # The same records as a run folder's manifest entries give (inspect_output).
+        "skipped_members": [
+            {"member": s.member, "reason": s.reason}
+            for s in read_skipped_members(attrs.get(SKIPPED_ATTR))
+        ],
     }
 
 
@@ -172,6 +184,7 @@ UNFINISHED = (
 
 def inspect_output(out: str | os.PathLike[str]) -> dict[str, Any]:
     """A run folder's manifest summary and one record per store (missing stores flagged)."""
+    out = as_path(out)
     doc, entries = iter_manifest(out)  # one entry in memory at a time
     layout = (doc.get("options") or {}).get("format")
     stores = []
@@ -274,7 +287,7 @@ def _found_stores(out: str | os.PathLike[str]) -> list[dict[str, Any]]:
                 "ratio": round(nbytes / stored, 3) if stored else None,
                 "error": None,
                 "member": None,
-                "skipped_members": [],
+                "skipped_members": info["skipped_members"],
             }
         )
     return stores
@@ -286,6 +299,7 @@ def is_output_folder(path: str | os.PathLike[str]) -> bool:
 
 def inspect_path(path: str | os.PathLike[str]) -> dict[str, Any]:
     """inspect_output for a run folder (it has a manifest.json), inspect_store otherwise."""
+    path = as_path(path)
     if is_output_folder(path):
         return {"kind": "output", **inspect_output(path)}
     if not os.path.exists(path):
@@ -300,7 +314,7 @@ def is_unfinished_folder(path: str | os.PathLike[str]) -> bool:
     stores: the output folder of a run that was killed before it wrote its manifest."""
     from ..run.outdir import LOCK_NAME, stores_in
 
-    path = os.fspath(path)
+    path = as_path(path)
     if not os.path.isdir(path) or is_output_folder(path):
         return False
     if any(os.path.exists(os.path.join(path, n)) for n in ("zarr.json", ".zgroup")):
@@ -341,7 +355,9 @@ def store_lines(info: dict[str, Any]) -> list[str]:
     ]
     header = ["array", "shape", "dtype", "chunks", "codec", "stored", "ratio", "member", "crc32"]
     lines.extend("  " + line for line in _table(header, rows))
-    lines.extend(f"  skipped member {m}" for m in info.get("skipped_members", []))
+    lines.extend(
+        f"  skipped member {m['member']}: {m['reason']}" for m in info.get("skipped_members", [])
+    )
     return lines
 
 

@@ -10,12 +10,13 @@ from typing import Any
 import numpy as np
 
 from ..core.errors import StoreError
+from ..core.storage import as_path
 from ..sinks.layout import store_format
 
 
 def array_names(store: str | os.PathLike[str]) -> list[str]:
     """Every array in a store (or data member of a ZIP/.npz), '/'-separated, in sorted order."""
-    path = os.fspath(store)
+    path = as_path(store)
     from .archive_memmap import is_archive
 
     if is_archive(path):
@@ -49,7 +50,7 @@ def _pick(path: str, name: str | None) -> str:
 def open(store: str | os.PathLike[str], name: str | None = None) -> Any:
     """The array `name` of a store, lazily: a zarr.Array or an h5py.Dataset, read-only. For a
     ZIP or .npz path: a stored member as a read-only np.memmap (see open_memmap)."""
-    path = os.fspath(store)
+    path = as_path(store)
     from .archive_memmap import is_archive
 
     if is_archive(path):
@@ -102,10 +103,12 @@ def open_memmap(
     saying which conversion options make a store mappable. `store` may also be a ZIP or .npz:
     a stored member is mapped straight from the archive (.npy members through their header,
     raw ones through `dtype` and `shape`, default <f4 and (-1, 4)); `verify=True` then checks
-    the member's CRC32 first (one read of its bytes).
+    the member's CRC32 first (one read of its bytes). An array of 0 rows (an empty member)
+    has no bytes to map, in any layout: it comes back as an empty read-only np.memmap that
+    maps no file (`filename` None).
     """
-    path = os.path.abspath(os.fspath(store))
-    from .archive_memmap import archive_memmap, is_archive
+    path = os.path.abspath(as_path(store))
+    from .archive_memmap import archive_memmap, empty_memmap, holds_nothing, is_archive
 
     if is_archive(path):
         return archive_memmap(path, name, dtype, shape, verify)
@@ -120,6 +123,8 @@ def open_memmap(
         from ..sinks.layout import chunk_dtype, chunk_path, not_mappable_reason
 
         array = open(path, name)
+        if holds_nothing(array.shape):  # 0 rows: no chunk file, whatever the codec
+            return empty_memmap(chunk_dtype(array), array.shape)
         reason = not_mappable_reason(array)
         if reason is not None:
             raise StoreError(f"{path}: {name!r} cannot be memory-mapped: {reason}; {_MAPPABLE_HOW}")
@@ -138,6 +143,8 @@ def open_memmap(
         dset = open(path, name)
         try:
             file, offset, dtype, shape = path, dset.id.get_offset(), dset.dtype, dset.shape
+            if holds_nothing(shape):  # 0 rows: stored with no data block, so no offset
+                return empty_memmap(dtype, shape)
             if dset.chunks is not None:
                 plist = dset.id.get_create_plist()
                 names = [
@@ -177,7 +184,7 @@ class StoreRef:
         dtype: Any = None,
         shape: Any = None,
     ) -> None:
-        object.__setattr__(self, "store", os.path.abspath(os.fspath(store)))
+        object.__setattr__(self, "store", os.path.abspath(as_path(store)))
         object.__setattr__(self, "name", name)
         object.__setattr__(self, "dtype", None if dtype is None else np.dtype(dtype).str)
         object.__setattr__(self, "shape", None if shape is None else tuple(shape))
@@ -215,7 +222,7 @@ def refs(out: str | os.PathLike[str]) -> list[StoreRef]:
     """A StoreRef for every array of a run folder's manifest, in manifest order."""
     from ..run.manifest import read_results
 
-    root = os.path.abspath(os.fspath(out))
+    root = os.path.abspath(as_path(out))
     try:
         results = read_results(root)
     except FileNotFoundError:

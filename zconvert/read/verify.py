@@ -20,6 +20,7 @@ import numpy as np
 
 from ..core.errors import ArchiveError, ZconvertError
 from ..core.records import DAMAGED, SERVING, ArrayRecord, ConvertOptions, Result, VerifyTask
+from ..core.storage import as_path
 from ..run.fingerprint import OPTIONS_ATTR
 from ..run.manifest import manifest_path, read_results
 from ..run.resume import StoredArray, opened_store
@@ -48,7 +49,7 @@ def verify(
     # In order: a problem found here (a str) or a store to check.
     items: list[str | VerifyTask] = []
     for raw in paths:
-        path = os.path.abspath(os.fspath(raw))
+        path = os.path.abspath(as_path(raw))
         if os.path.isdir(path) and os.path.isfile(manifest_path(path)):
             try:
                 results = read_results(path)

@@ -14,6 +14,7 @@ from typing import Any
 from ..core.dtypes import dtype_itemsize, parse_dtype, parse_shape
 from ..core.errors import ConfigError
 from ..core.records import ConvertOptions, default_chunk_rows
+from ..core.storage import as_path
 from ..sinks.codecs import PRESETS
 from .member_rules import parse_member_rules
 
@@ -147,11 +148,9 @@ def _validate(key: str, value: Any, source: str | None) -> Any:
         _expect(value, (list, tuple), key, source, "a list of paths")
         if not value:
             raise ConfigError(key, "no inputs given", source)
-        return tuple(
-            os.fspath(_expect(v, (str, os.PathLike), key, source, "a path")) for v in value
-        )
+        return tuple(as_path(_expect(v, (str, os.PathLike), key, source, "a path")) for v in value)
     if key == "output":
-        return os.fspath(_expect(value, (str, os.PathLike), key, source, "a path"))
+        return as_path(_expect(value, (str, os.PathLike), key, source, "a path"))
     if key == "format":
         return _choice(value, key, source, ("zarr", "hdf5"))
     if key == "zarr_format":
@@ -362,7 +361,7 @@ def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read a YAML run file with the safe loader; the top level must be a mapping."""
     import yaml
 
-    path = os.fspath(path)
+    path = as_path(path)
     try:
         with open(path, encoding="utf-8") as f:
             data = yaml.safe_load(f)
@@ -384,7 +383,7 @@ def build_config(config_file: str | os.PathLike[str] | None = None, **overrides:
     values: dict[str, Any] = {}
     source = None
     if config_file is not None:
-        source = os.fspath(config_file)
+        source = as_path(config_file)
         values.update(_validated(load_yaml(source), source))  # errors blame the file
     values.update(_validated({k: v for k, v in overrides.items() if v is not None}, None))
     return RunConfig.from_mapping(values, source)

@@ -23,6 +23,7 @@ from ..core.records import ArrayRecord, Result, SkippedMember, Task, default_chu
 from ..core.storage import is_url
 from ..sinks import ArraySpec, open_sink
 from ..sinks.directio import slab_buffers
+from ..sinks.layout import SKIPPED_ATTR, skipped_members_attr
 from ..sinks.slabs import SlabPipeline
 from ..zipread.archive import MemberReader
 from ..zipread.member_layout import MemberLayout, layout_for
@@ -97,11 +98,7 @@ def _convert(
                 "source_mtime_ns": source_mtime_ns,
                 OPTIONS_ATTR: options_fingerprint(options),  # what resume compares
                 # Listed where the arrays are, so that nothing leaves an archive unseen.
-                **(
-                    {"skipped_members": [f"{s.member}: {s.reason}" for s in skipped]}
-                    if skipped
-                    else {}
-                ),
+                **({SKIPPED_ATTR: skipped_members_attr(skipped)} if skipped else {}),
             },
             storage_options=task.storage_options,
         )

@@ -6,6 +6,9 @@ compressor, no filter and C order is, byte for byte, the raw array in its chunk 
 (`c/0/0` in Zarr 3 with the default key encoding, `0.0` in Zarr 2). The sink writes that file
 itself and the readers map it; both ask this module where it is and in what byte order.
 
+Each store lists the members of its archive that were not converted (SKIPPED_ATTR): the
+worker writes the attribute and `inspect` reads it, both through this module.
+
 An HDF5 store also holds the netCDF-4 dimensions of its arrays (see sinks/hdf5.py): datasets
 marked as dimension scales that are not variables, which hold no data. Readers list a store's
 arrays through `hdf5_arrays`, which leaves them out.
@@ -15,11 +18,13 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 
 from ..core.errors import StoreError
+from ..core.records import SkippedMember
 
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
@@ -104,6 +109,40 @@ def is_netcdf_dimension(dataset: Any) -> bool:
     name = attrs.get("NAME", b"")
     name = name.decode("ascii", "replace") if isinstance(name, bytes) else str(name)
     return name.startswith(NETCDF_DIMENSION_ONLY)
+
+
+# The store attribute listing the members of its archive that were not converted on purpose.
+SKIPPED_ATTR = "skipped_members"
+
+
+def skipped_members_attr(skipped: Iterable[SkippedMember]) -> list[list[str]]:
+    """The SKIPPED_ATTR value: one [member, reason] pair each. Pairs, not 'member: reason'
+    strings, because reasons hold ': ' (and a member's name may)."""
+    return [[s.member, s.reason] for s in skipped]
+
+
+def read_skipped_members(value: Any) -> list[SkippedMember]:
+    """The skipped members a SKIPPED_ATTR value lists, as Zarr (JSON lists) or h5py (a numpy
+    array: an n x 2 array of pairs, or an n-array whatever n is) gives it back. Stores written
+    before the pairs hold 'member: reason' strings, split at the first ': '."""
+    if value is None:
+        return []
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    if isinstance(value, (str, bytes)):  # one string, never its characters
+        value = [value]
+    skipped = []
+    for item in value:
+        if isinstance(item, (list, tuple)) and len(item) == 2:
+            member, reason = (_text(v) for v in item)
+        else:
+            member, _, reason = _text(item).partition(": ")
+        skipped.append(SkippedMember(member, reason))
+    return skipped
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
 def hdf5_arrays(group: Any) -> list[tuple[str, Any]]:

@@ -294,3 +294,16 @@ def test_rerun_after_a_mix_of_changes_keeps_every_view_true(tmp_path, fmt, suffi
     report = zconvert.convert(src, out, **run)
     assert not report.converted and len(report.failed) == 1
     _assert_views_agree(src, out, fmt, suffix, {"a3"})
+
+
+def test_verify_of_one_store_in_a_run_folder_marks_it_too(tmp_path):
+    src, out = tmp_path / "in", tmp_path / "out"
+    _inputs(src, n=2, rows=2000)
+    zconvert.convert(src, out, executor="serial", codec="none")
+    _damage(out / "a0.zarr", "blob0")
+    problems = zconvert.verify(out / "a0.zarr")
+    assert problems and all(p.startswith(str(out / "a0.zarr")) for p in problems)
+    assert _statuses(out) == {"a0.zarr": "damaged", "a1.zarr": "converted"}
+    report = zconvert.convert(src, out, executor="serial", codec="none")
+    assert [r.relpath for r in report.converted] == ["a0.zarr"]
+    assert zconvert.verify(out / "a0.zarr") == []

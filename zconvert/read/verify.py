@@ -70,7 +70,7 @@ def verify(
                 items.append(f"{path}: no manifest.json and no stores")
             items.extend(_task(s, os.path.relpath(s, path), "", None, sources) for s in found)
         else:
-            items.append(_task(path, os.path.basename(path), "", None, sources))
+            items.append(_single_store_task(path, sources))
     found = _run([t for t in items if isinstance(t, VerifyTask)], workers)
     _record_damaged(items, found)
     return [
@@ -83,6 +83,25 @@ def verify(
 # The manifest entries verify checks: those readers are handed, and those it marked damaged
 # before (still damaged until a convert redoes them).
 CHECKED = (*SERVING, DAMAGED)
+
+
+def _single_store_task(store: str, sources: bool) -> VerifyTask:
+    """A store named on its own: checked against its run's manifest entry too, when it sits in
+    a run folder that lists it (so that damage found is marked there as well)."""
+    parent = os.path.dirname(store)
+    while parent != os.path.dirname(parent):
+        if os.path.isfile(manifest_path(parent)):
+            relpath = os.path.relpath(store, parent).replace(os.sep, "/")
+            try:
+                listed = [r for r in read_results(parent) if r.relpath == relpath]
+            except (OSError, ValueError, KeyError, TypeError):
+                listed = []
+            if listed and listed[0].status in CHECKED:
+                found = listed[0]
+                return _task(store, relpath, found.format, found.arrays, sources)
+            break
+        parent = os.path.dirname(parent)
+    return _task(store, os.path.basename(store), "", None, sources)
 
 
 def _record_damaged(items: list[str | VerifyTask], found: dict[str, list[str]]) -> None:

@@ -247,3 +247,25 @@ def test_s3_archive_is_streamed_in_bounded_memory(tmp_path, s3):
     assert grown < archive_bytes * 0.5, (grown, archive_bytes)
     arr = zconvert.open(tmp_path / "out" / "big.zarr")
     assert arr.shape == (rows, 4)
+
+
+def test_orphans_and_failures_on_s3_leave_every_view(tmp_path, s3):
+    _seed(tmp_path, s3, n=3, rows=1000)
+    out, opts = s3.url("out"), s3.storage_options
+    zconvert.convert(s3.url("in/"), out, storage_options=opts)
+    s3.fs().rm(s3.url("in/sub/a1.zip"))  # deleted
+    s3.fs().pipe(s3.url("in/sub/a2.zip"), b"no longer a zip")  # replaced by a broken one
+    report = zconvert.convert(s3.url("in/"), out, storage_options=opts)
+    assert report.orphans == [f"{out}/sub/a1.zarr"]
+    assert "earlier store sub/a2.zarr was removed" in report.failed[0].error
+    assert not s3.keys("out/sub/a2.zarr")
+    stores = read_manifest(out, opts)["stores"]
+    assert {e["relpath"]: e["status"] for e in stores} == {
+        "sub/a0.zarr": "converted",
+        "sub/a1.zarr": "orphan",
+        "sub/a2.zarr": "failed",
+    }
+    report = zconvert.convert(s3.url("in/"), out, storage_options=opts, prune=True)
+    assert report.pruned == [f"{out}/sub/a1.zarr"] and not s3.keys("out/sub/a1.zarr")
+    stores = read_manifest(out, opts)["stores"]
+    assert [e["relpath"] for e in stores] == ["sub/a0.zarr", "sub/a2.zarr"]

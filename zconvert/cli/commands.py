@@ -125,7 +125,8 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
-    from ..read.inspect import inspect_path, inspect_store, output_lines, store_lines
+    from ..read.inspect import inspect_path, inspect_store
+    from .inspect_text import output_lines, store_lines
 
     info = inspect_path(args.path)
     if args.json:

@@ -186,8 +186,8 @@ def test_inspect_of_nothing_is_one_line_and_exit_1(tmp_path):
 def test_config_example_names_every_key_and_checks_ok(tmp_path):
     proc = zconvert("config", "--example")
     assert proc.returncode == 0
-    for key, (_example, doc) in KEYS.items():
-        assert f"\n{key}: " in proc.stdout and doc in proc.stdout
+    for key, opt in KEYS.items():
+        assert f"\n{key}: " in proc.stdout and opt.help in proc.stdout
     path = tmp_path / "run.yaml"
     path.write_text(proc.stdout)
     check = zconvert("config", "--check", str(path))
@@ -213,27 +213,49 @@ def test_bad_config_gets_one_line_naming_key_and_file(tmp_path, body, key):
     assert proc.stdout == ""
 
 
-def _has_pending_keys(path: Path) -> bool:
-    import yaml
-
-    return bool(set(yaml.safe_load(path.read_text())) - set(KEYS))
-
-
 @pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*.yaml")), ids=lambda p: p.name)
 def test_every_example_config_is_valid(path):
-    if _has_pending_keys(path):
-        # dask-s3.yaml uses `scheduler` and `storage_options`, which issue 3/5 add to KEYS.
-        pytest.skip(f"{path.name} uses keys not in config.KEYS yet")
     proc = zconvert("config", "--check", str(path))
     assert proc.returncode == 0, proc.stderr
+    # and it names the schema, for editors with a YAML language server
+    first = path.read_text().splitlines()[0]
+    assert first == "# yaml-language-server: $schema=../docs/zconvert.schema.json"
 
 
 def test_config_docs_agree_with_keys():
-    from zconvert.cli.configdoc import config_markdown
+    from zconvert.cli.configdoc import config_markdown, schema_text
 
     doc = (REPO / "docs" / "CONFIG.md").read_text()
     assert doc == config_markdown(), "regenerate: zconvert config --markdown > docs/CONFIG.md"
     assert "docs/CONFIG.md" in (REPO / "README.md").read_text()
+    schema = (REPO / "docs" / "zconvert.schema.json").read_text()
+    assert schema == schema_text(), (
+        "regenerate: zconvert config --schema > docs/zconvert.schema.json"
+    )
+    assert "yaml-language-server: $schema=" in (REPO / "README.md").read_text()
+
+
+def test_schema_accepts_every_example_and_refuses_what_check_refuses(tmp_path):
+    import yaml
+    from jsonschema import Draft202012Validator
+
+    proc = zconvert("config", "--schema")
+    assert proc.returncode == 0
+    validator = Draft202012Validator(json.loads(proc.stdout))
+    example = yaml.safe_load(zconvert("config", "--example").stdout)
+    assert not list(validator.iter_errors(example))
+    for path in (REPO / "configs").glob("*.yaml"):
+        assert not list(validator.iter_errors(yaml.safe_load(path.read_text()))), path.name
+    for bad in (
+        {"inputs": ["d"], "output": "o", "codec": "lz5"},
+        {"inputs": ["d"], "output": "o", "chunk_rowz": 5},
+        {"inputs": ["d"], "output": "o", "workers": 0},
+        {"inputs": ["d"], "output": "o", "contiguous": "yes"},
+    ):
+        assert list(validator.iter_errors(bad)), bad
+        path = tmp_path / "bad.yaml"
+        path.write_text(yaml.safe_dump(bad))
+        assert zconvert("config", "--check", str(path)).returncode == 2
 
 
 # --- logging ---------------------------------------------------------------------------------

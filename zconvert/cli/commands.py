@@ -149,8 +149,11 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def _cmd_config(args: argparse.Namespace) -> int:
-    from .configdoc import config_markdown, example_yaml
+    from .configdoc import config_markdown, example_yaml, schema_text
 
+    if args.schema:
+        sys.stdout.write(schema_text())
+        return EXIT_OK
     if args.example:
         sys.stdout.write(example_yaml())
         return EXIT_OK

@@ -79,6 +79,7 @@ examples:
   zconvert config --example > run.yaml     # every key with an example value and its meaning
   zconvert config --check configs/seed.yaml
   zconvert config --markdown > {CONFIG_DOC}
+  zconvert config --schema > docs/zconvert.schema.json
 
 exit status: 0 valid ("ok"), 2 invalid (one line naming the file and the key).
 """
@@ -110,111 +111,43 @@ def _json_list(text: str) -> list[Any]:
 
 
 def _add_convert_options(p: argparse.ArgumentParser) -> None:
+    """One flag per declared option (run/config.OPTIONS), in the order the docs list them."""
+    from ..run.config import OPTIONS
+
     S = argparse.SUPPRESS  # unset flags stay absent, so YAML values are not overridden
-    p.add_argument(
-        "inputs", nargs="*", default=S, help="archives or folders (searched for *.zip and *.npz)"
-    )
-    p.add_argument("-o", "--output", default=S, help="output folder")
-    p.add_argument("--config", default=None, help="a YAML run file; flags override its keys")
-    p.add_argument(
-        "--format", default=S, choices=["zarr", "hdf5"], help="store format (default zarr)"
-    )
-    p.add_argument(
-        "--zarr-format", default=S, type=int, choices=[2, 3], help="Zarr format (default 3)"
-    )
-    p.add_argument("--dtype", default=S, help="numpy dtype of the blobs (default <f4)")
-    p.add_argument(
-        "--shape",
-        default=S,
-        help="shape of each raw member: -1,4 or 1000x4; -1 first = rows inferred (default -1,4)",
-    )
-    p.add_argument(
-        "--include",
-        default=S,
-        action="append",
-        metavar="GLOB",
-        help="convert only members whose path matches (repeatable; '*' crosses '/')",
-    )
-    p.add_argument(
-        "--exclude",
-        default=S,
-        action="append",
-        metavar="GLOB",
-        help="skip members whose path matches (repeatable); OS metadata is always skipped",
-    )
-    p.add_argument(
-        "--members",
-        default=S,
-        type=_json_list,
-        metavar="JSON",
-        help="per-member dtype/shape of raw members, first match wins: "
-        '\'[{"match": "*time*", "dtype": "<i8", "shape": [-1]}]\' (YAML: members:)',
-    )
-    p.add_argument(
-        "--chunk-rows", default=S, type=int, help="rows per chunk (default ~4 MiB chunks)"
-    )
-    p.add_argument(
-        "--shard-rows",
-        default=S,
-        type=int,
-        help="Zarr 3: rows per shard file, a multiple of the chunk rows (default: no shards)",
-    )
-    p.add_argument("--codec", default=S, help="none, blosc-lz4 (default), blosc-zstd, zstd, gzip")
-    p.add_argument(
-        "--contiguous",
-        default=S,
-        action="store_true",
-        help="Zarr: one uncompressed chunk per array, memory-mappable (needs --codec none)",
-    )
-    p.add_argument("--workers", default=S, type=int, help="worker processes (default: CPU count)")
-    p.add_argument(
-        "--executor", default=S, help="auto (default), local (process pool), serial or dask"
-    )
-    p.add_argument(
-        "--scheduler",
-        default=S,
-        help="dask scheduler address, tcp://HOST:PORT (with --executor dask; default: a LocalCluster)",
-    )
-    p.add_argument(
-        "--storage-options",
-        default=S,
-        type=_json_mapping,
-        help="fsspec options for s3:// and other URLs, as JSON: '{\"anon\": false}'",
-    )
-    p.add_argument("--overwrite", default=S, action="store_true", help="redo every store")
-    p.add_argument(
-        "--prune",
-        default=S,
-        action="store_true",
-        help="delete orphan stores, whose archives are no longer among the inputs",
-    )
-    p.add_argument(
-        "--direct-io",
-        default=S,
-        action=argparse.BooleanOptionalAction,
-        help="write array data around the page cache (O_DIRECT) where possible (default: on)",
-    )
-    p.add_argument(
-        "--parallel-inflate",
-        default=S,
-        action=argparse.BooleanOptionalAction,
-        help="inflate a large member on idle cores (rapidgzip): faster for one huge archive, "
-        "more memory (default: auto, members of 64 MiB-2 GiB with uncompressed output)",
-    )
-    p.add_argument(
-        "--durable",
-        default=S,
-        action="store_true",
-        help="fsync each store before publishing it (survives power loss; slower)",
-    )
-    p.add_argument(
-        "--slab-bytes", default=S, type=int, help="bytes inflated at a time per worker (8 MiB)"
-    )
-    p.add_argument(
-        "--max-ratio", default=S, type=float, help="refuse members compressed more (1000)"
-    )
-    p.add_argument("--max-member-bytes", default=S, type=int, help="refuse larger members (1 TiB)")
+    for opt in OPTIONS:
+        if not opt.parser or opt.flag_name is None:
+            continue
+        if opt.kind == "paths":  # the positional inputs
+            p.add_argument(opt.name, nargs="*", default=S, help=opt.cli_help or opt.help)
+            p.add_argument(
+                "--config", default=None, help="a YAML run file; flags override its keys"
+            )
+            continue
+        names = [n for n in (opt.short_flag, opt.flag_name) if n]
+        p.add_argument(*names, default=S, help=opt.cli_help or opt.help, **_flag_kind(opt))
     p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+
+
+def _flag_kind(opt: Any) -> dict[str, Any]:
+    """How argparse reads an option's value, from its declared kind."""
+    if opt.kind == "bool":
+        if opt.default is False and not opt.nullable:
+            return {"action": "store_true"}
+        return {"action": argparse.BooleanOptionalAction}  # --direct-io / --no-direct-io
+    if opt.kind == "globs":
+        return {"action": "append", "metavar": opt.metavar}
+    if opt.kind == "members":
+        return {"type": _json_list, "metavar": opt.metavar}
+    if opt.kind == "mapping":
+        return {"type": _json_mapping, "metavar": opt.metavar}
+    if opt.kind == "choice":
+        return {"type": type(opt.choices[0]), "choices": opt.choices}
+    if opt.kind == "positive_int":
+        return {"type": int}
+    if opt.kind == "ratio":
+        return {"type": float}
+    return {"metavar": opt.metavar} if opt.metavar else {}
 
 
 def _common_options() -> argparse.ArgumentParser:
@@ -293,6 +226,11 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--example", action="store_true", help="print an annotated run file")
     what.add_argument("--check", metavar="FILE", help="validate a run file")
     what.add_argument("--markdown", action="store_true", help=f"print {CONFIG_DOC}")
+    what.add_argument(
+        "--schema",
+        action="store_true",
+        help="print the JSON Schema of run files (docs/zconvert.schema.json), for editors",
+    )
 
     verify = sub.add_parser(
         "verify",

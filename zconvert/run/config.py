@@ -1,120 +1,159 @@
 """RunConfig: one run's settings from YAML and flags, merged and validated before any work.
 
-Every key is documented in KEYS (name -> help); `zconvert config --example` and the README
-are built from the same table. Errors name the key and the file.
+Every key is declared once, as a field of RunConfig (the run's own) or of ConvertOptions (what
+workers get), see core/options.py; OPTIONS lists them in order and KEYS by name, and the flags,
+`zconvert config --example`, docs/CONFIG.md and the JSON Schema are built from them. Errors
+name the key and the file.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..core.dtypes import dtype_itemsize, parse_dtype, parse_shape
 from ..core.errors import ConfigError
+from ..core.options import Option, declared_options, option
 from ..core.records import ConvertOptions, default_chunk_rows
 from ..core.storage import as_path
-from ..sinks.codecs import PRESETS
 from .member_rules import parse_member_rules
 
-# key -> (example value, one-line documentation). The single place every key is described.
-KEYS: dict[str, tuple[Any, str]] = {
-    "inputs": (
-        ["data/seed"],
-        "archives (.zip, .npz or any ZIP named explicitly) or folders, searched recursively "
-        "for *.zip and *.npz (any letter case)",
-    ),
-    "output": (
-        "out/seed",
-        "output folder or URL (s3://bucket/out); stores and manifest.json go here",
-    ),
-    "format": ("zarr", "zarr | hdf5"),
-    "zarr_format": (3, "2 | 3 (Zarr only; 2 for older readers)"),
-    "dtype": ("<f4", "numpy dtype of the raw blobs, with byte order (.npy members: their header)"),
-    "shape": (
-        [-1, 4],
-        "shape of each raw member; -1 first means rows inferred from its size "
-        "(.npy members: their header)",
-    ),
-    "include": (
-        [],
-        "member paths to convert, as globs ('*' crosses '/'; a glob without '/' also matches "
-        "the file name alone, e.g. '*.bin'); default: every data member. Skipped members are "
-        "listed in the manifest; macOS/Windows/JAR metadata (__MACOSX/, ._*, .DS_Store, "
-        "Thumbs.db, desktop.ini, META-INF/MANIFEST.MF) is always skipped; documents, text and "
-        "images (.txt, .md, .json, .csv, .xml, .yaml, .pdf, .png... see the README) unless a "
-        "pattern here matches them",
-    ),
-    "exclude": ([], "member paths to skip, as globs (after include), e.g. ['*.json', 'README*']"),
-    "members": (
-        [{"match": "*timestamps*", "dtype": "<i8", "shape": [-1]}],
-        "per-member dtype and shape for raw members: a list of {match: GLOB, dtype, shape}, "
-        "first match wins, unmatched members use dtype and shape; .npy members describe "
-        "themselves (a rule contradicting their header is refused)",
-    ),
-    "chunk_rows": (262144, "rows per chunk; default: about 4 MiB per chunk"),
-    "shard_rows": (
-        None,
-        "Zarr 3: rows per shard, a multiple of chunk_rows (e.g. 2097152 = 8 chunks of 262144): "
-        "each shard file holds several chunks and an index, so many small chunks make few "
-        "files; at most 1 GiB per shard; default: no shards, one file per chunk",
-    ),
-    "codec": ("blosc-lz4", " | ".join(PRESETS)),
-    "contiguous": (
-        False,
-        "Zarr: store each array as one uncompressed chunk that readers can memory-map "
-        "(zconvert.open_memmap); needs codec none. HDF5 with codec none is always mappable",
-    ),
-    "workers": (2, "worker processes; default: CPU count"),
-    "executor": (
-        "auto",
-        "auto (default: the local pool; in-process for one archive or under 16 MiB) | local (pool) "
-        "| serial (in-process, for debugging) | dask (dask.distributed)",
-    ),
-    "scheduler": (
-        None,
-        "dask scheduler address (tcp://host:8786); default: a LocalCluster for the run",
-    ),
-    "storage_options": (
-        {},
-        "fsspec options for URL inputs/outputs, e.g. {client_kwargs: {endpoint_url: ...}}",
-    ),
-    "slab_bytes": (8 << 20, "bytes inflated and written at a time per worker (whole chunks)"),
-    "max_ratio": (
-        1000.0,
-        "refuse members whose inflated/deflated size ratio is higher (decompression bombs); "
-        "unset: 1000, checked on members over 64 MiB only (all-zero data deflates ~1030:1)",
-    ),
-    "max_member_bytes": (1 << 40, "refuse members larger than this when inflated"),
-    "overwrite": (False, "redo every store even if it is complete and up to date"),
-    "prune": (
-        False,
-        "delete orphan stores: those whose archive is no longer among the inputs (without it "
-        "they are left on disk, out of the manifest's views, and named by plan and convert)",
-    ),
-    "durable": (
-        False,
-        "fsync every store before publishing it: survives power loss, costs a disk flush per store "
-        "(without it a store is still never incomplete after a crash or kill of zconvert)",
-    ),
-    "direct_io": (
-        True,
-        "write array data with O_DIRECT where the file system allows it: far less kernel CPU "
-        "than the page cache; false for ordinary buffered writes",
-    ),
-    "parallel_inflate": (
-        None,
-        "inflate a large member on cores the run leaves idle (fewer archives than cores), with "
-        "rapidgzip: about 1.25x faster for one huge archive, for ~40-100 MB more memory; a "
-        "compressed store keeps one core for its writer. null (auto): members of 64 MiB to 2 GiB "
-        "deflated (rapidgzip keeps an index that grows with the member); true: every member of "
-        "64 MiB+; false: never",
-    ),
-    "debug": (False, "keep tracebacks of failures (the CLI's --debug)"),
-}
 
-EXECUTORS = ("auto", "local", "serial", "dask")
+@dataclass(frozen=True)
+class RunConfig:
+    """A validated run: where to read, where to write, how to convert and with what engine.
+    Its fields declare the run's own options (ConvertOptions declares those workers get)."""
+
+    inputs: tuple[str, ...] = option(
+        help="archives (.zip, .npz or any ZIP named explicitly) or folders, searched recursively "
+        "for *.zip and *.npz (any letter case)",
+        kind="paths",
+        shapes_store=False,
+        example=["data/seed"],
+        flag="inputs",
+        cli_help="archives or folders (searched for *.zip and *.npz)",
+    )
+    output: str = option(
+        help="output folder or URL (s3://bucket/out); stores and manifest.json go here",
+        kind="path",
+        shapes_store=False,
+        example="out/seed",
+        short_flag="-o",
+        cli_help="output folder",
+    )
+    options: ConvertOptions = field(default_factory=ConvertOptions, metadata={"nested": True})
+    workers: int | None = option(
+        None,
+        help="worker processes; default: CPU count",
+        kind="positive_int",
+        nullable=True,
+        shapes_store=False,
+        example=2,
+        cli_help="worker processes (default: CPU count)",
+    )
+    executor: str = option(
+        "auto",
+        help="auto (default: the local pool; in-process for one archive or under 16 MiB) | local "
+        "(pool) | serial (in-process, for debugging) | dask (dask.distributed)",
+        kind="choice",
+        choices=("auto", "local", "serial", "dask"),
+        shapes_store=False,
+        cli_help="auto (default), local (process pool), serial or dask",
+    )
+    scheduler: str | None = option(
+        None,
+        help="dask scheduler address (tcp://host:8786); default: a LocalCluster for the run",
+        kind="text",
+        nullable=True,
+        shapes_store=False,
+        metavar="tcp://HOST:PORT",
+        cli_help="dask scheduler address, tcp://HOST:PORT (with --executor dask; default: a "
+        "LocalCluster)",
+    )
+    storage_options: dict[str, Any] = option(
+        help="fsspec options for URL inputs/outputs, e.g. {client_kwargs: {endpoint_url: ...}}",
+        kind="mapping",
+        shapes_store=False,
+        default_factory=dict,
+        repr=False,  # credentials
+        example={},
+        metavar="JSON",
+        cli_help="fsspec options for s3:// and other URLs, as JSON: '{\"anon\": false}'",
+    )
+    overwrite: bool = option(
+        False,
+        help="redo every store even if it is complete and up to date",
+        kind="bool",
+        shapes_store=False,
+        cli_help="redo every store",
+    )
+    prune: bool = option(
+        False,
+        help="delete orphan stores: those whose archive is no longer among the inputs (without "
+        "it they are left on disk, out of the manifest's views, and named by plan and convert)",
+        kind="bool",
+        shapes_store=False,
+        cli_help="delete orphan stores, whose archives are no longer among the inputs",
+    )
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any], source: str | None = None) -> RunConfig:
+        """Validate `values` (YAML keys); unknown keys and bad values raise ConfigError."""
+        clean = _validated(values, source)
+        if "inputs" not in clean:
+            raise ConfigError(
+                "inputs",
+                "no archives or folders given: zconvert convert DATA... -o OUT "
+                "(or inputs: in a YAML run file)",
+                source,
+                name="",
+            )
+        if "output" not in clean:
+            raise ConfigError(
+                "output",
+                "no output folder given: add -o OUT (or output: in a YAML run file)",
+                source,
+                name="",
+            )
+        if clean.get("scheduler") and clean.get("executor", "auto") != "dask":
+            raise ConfigError(
+                "scheduler", "is only used by the dask executor; add --executor dask", source
+            )
+        to_workers = {o.name for o in OPTIONS if o.to_workers}
+        options = replace(ConvertOptions(), **{k: v for k, v in clean.items() if k in to_workers})
+        if options.contiguous and options.codec != "none":
+            raise ConfigError(
+                "contiguous",
+                f"needs codec none (a mapped chunk cannot be compressed), not {options.codec}; "
+                "add --codec none",
+                source,
+            )
+        _check_layout(options, source)
+        for rule in options.members:  # each rule's layout must be possible too
+            _check_layout(
+                replace(
+                    options, dtype=rule.dtype or options.dtype, shape=rule.shape or options.shape
+                ),
+                source,
+            )
+        rest = {k: v for k, v in clean.items() if k not in to_workers}
+        return cls(options=options, **rest)
+
+
+def _ordered(run: list[Option], convert: list[Option]) -> list[Option]:
+    """inputs and output, then how a store is made, then how the run goes."""
+    head = [o for o in run if o.name in ("inputs", "output")]
+    return [*head, *(o for o in convert if not o.internal), *(o for o in run if o not in head)]
+
+
+# Every option a run file or the command line can set, in the order the docs list them.
+OPTIONS: list[Option] = _ordered(
+    declared_options(RunConfig, to_workers=False), declared_options(ConvertOptions, True)
+)
+KEYS: dict[str, Option] = {o.name: o for o in OPTIONS}
+EXECUTORS: tuple[str, ...] = KEYS["executor"].choices
 
 
 def _expect(
@@ -140,124 +179,60 @@ def _choice(value: Any, key: str, source: str | None, choices: tuple[Any, ...]) 
     return value
 
 
+def _path(value: Any, key: str, source: str | None) -> str:
+    return as_path(_expect(value, (str, os.PathLike), key, source, "a path"))
+
+
 def _validate(key: str, value: Any, source: str | None) -> Any:
-    """Check and normalise one key's value; ConfigError names the key and the source."""
-    if key == "inputs":
-        if isinstance(value, (str, os.PathLike)):
-            value = [value]
-        _expect(value, (list, tuple), key, source, "a list of paths")
-        if not value:
-            raise ConfigError(key, "no inputs given", source)
-        return tuple(as_path(_expect(v, (str, os.PathLike), key, source, "a path")) for v in value)
-    if key == "output":
-        return as_path(_expect(value, (str, os.PathLike), key, source, "a path"))
-    if key == "format":
-        return _choice(value, key, source, ("zarr", "hdf5"))
-    if key == "zarr_format":
-        return _choice(value, key, source, (2, 3))
-    if key == "dtype":
-        return parse_dtype(value, key, source)
-    if key == "shape":
-        return parse_shape(value, key, source)
-    if key in ("chunk_rows", "shard_rows", "workers", "slab_bytes", "max_member_bytes"):
-        return (
-            None
-            if value is None and key in ("chunk_rows", "shard_rows", "workers")
-            else _positive_int(value, key, source)
-        )
-    if key == "codec":
-        return _choice(value, key, source, tuple(PRESETS))
-    if key == "executor":
-        return _choice(value, key, source, EXECUTORS)
-    if key == "scheduler":
-        if value is None:
-            return None
-        return _expect(value, str, key, source, "an address such as tcp://127.0.0.1:8786")
-    if key == "storage_options":
-        if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
-            raise ConfigError(key, f"{value!r} is not a mapping of option names to values", source)
-        return dict(value)
-    if key == "max_ratio":
-        if value is None:
-            return None
+    """Check and normalise one key's value by its declared kind; ConfigError names the key
+    and the source."""
+    opt = KEYS.get(key)
+    if opt is None or opt.internal:
+        raise ConfigError(key, f"unknown key; known keys are {', '.join(KEYS)}", source)
+    kind = opt.kind
+    if opt.nullable and (value is None or (kind == "bool" and value == "auto")):
+        return None  # unset: the automatic choice
+    if kind == "bool":
+        what = "true, false or null (auto)" if opt.nullable else "true or false"
+        return _expect(value, bool, key, source, what)
+    if kind == "positive_int":
+        return _positive_int(value, key, source)
+    if kind == "ratio":
         _expect(value, (int, float), key, source, "a number")
         if value <= 1:
             raise ConfigError(key, f"{value} must be greater than 1", source)
         return float(value)
-    if key == "parallel_inflate":
-        if value is None or value == "auto":
-            return None
-        return _expect(value, bool, key, source, "true, false or null (auto)")
-    if key in ("include", "exclude"):
+    if kind == "choice":
+        return _choice(value, key, source, opt.choices)
+    if kind == "text":
+        return _expect(value, str, key, source, f"a text such as {opt.metavar or 'abc'}")
+    if kind == "dtype":
+        return parse_dtype(value, key, source)
+    if kind == "shape":
+        return parse_shape(value, key, source)
+    if kind == "globs":
         if isinstance(value, str):
             value = [value]
         _expect(value, (list, tuple), key, source, "a list of globs such as ['*.bin']")
         if not all(isinstance(v, str) and v for v in value):
             raise ConfigError(key, f"{value!r} must hold non-empty glob strings", source)
         return tuple(value)
-    if key == "members":
+    if kind == "members":
         return parse_member_rules(value, source)
-    if key in ("overwrite", "prune", "debug", "durable", "contiguous", "direct_io"):
-        return _expect(value, bool, key, source, "true or false")
-    raise ConfigError(key, f"unknown key; known keys are {', '.join(KEYS)}", source)
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    """A validated run: where to read, where to write, how to convert and with what engine."""
-
-    inputs: tuple[str, ...]
-    output: str
-    options: ConvertOptions = field(default_factory=ConvertOptions)
-    workers: int | None = None
-    executor: str = "auto"
-    overwrite: bool = False
-    prune: bool = False
-    scheduler: str | None = None
-    storage_options: dict[str, Any] = field(default_factory=dict, repr=False)
-
-    @classmethod
-    def from_mapping(cls, values: Mapping[str, Any], source: str | None = None) -> RunConfig:
-        """Validate `values` (YAML keys); unknown keys and bad values raise ConfigError."""
-        clean = _validated(values, source)
-        if "inputs" not in clean:
-            raise ConfigError(
-                "inputs",
-                "no archives or folders given: zconvert convert DATA... -o OUT "
-                "(or inputs: in a YAML run file)",
-                source,
-                name="",
-            )
-        if "output" not in clean:
-            raise ConfigError(
-                "output",
-                "no output folder given: add -o OUT (or output: in a YAML run file)",
-                source,
-                name="",
-            )
-        if clean.get("scheduler") and clean.get("executor", "auto") != "dask":
-            raise ConfigError(
-                "scheduler", "is only used by the dask executor; add --executor dask", source
-            )
-        option_names = {f.name for f in fields(ConvertOptions)}
-        options = replace(ConvertOptions(), **{k: v for k, v in clean.items() if k in option_names})
-        if options.contiguous and options.codec != "none":
-            raise ConfigError(
-                "contiguous",
-                f"needs codec none (a mapped chunk cannot be compressed), not {options.codec}; "
-                "add --codec none",
-                source,
-            )
-        _check_layout(options, source)
-        for rule in options.members:  # each rule's layout must be possible too
-            _check_layout(
-                replace(
-                    options, dtype=rule.dtype or options.dtype, shape=rule.shape or options.shape
-                ),
-                source,
-            )
-        rest = {k: v for k, v in clean.items() if k not in option_names}
-        return cls(options=options, **rest)
+    if kind == "mapping":
+        if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+            raise ConfigError(key, f"{value!r} is not a mapping of option names to values", source)
+        return dict(value)
+    if kind == "paths":
+        if isinstance(value, (str, os.PathLike)):
+            value = [value]
+        _expect(value, (list, tuple), key, source, "a list of paths")
+        if not value:
+            raise ConfigError(key, "no inputs given", source)
+        return tuple(_path(v, key, source) for v in value)
+    if kind == "path":
+        return _path(value, key, source)
+    raise AssertionError(f"no check for option kind {kind!r}")  # KINDS and this list agree
 
 
 MAX_CHUNK_BYTES = (1 << 31) - 1  # Blosc's limit per chunk; HDF5's is 4 GiB

@@ -12,37 +12,47 @@ import json
 from typing import Any
 
 from ..core.dtypes import canonical_dtype
+from ..core.options import Option, declared_options
 from ..core.records import ConvertOptions, run_chunk_rows
 
 OPTIONS_ATTR = "zconvert_options"
 
 
+# The options that shape what a store holds, as declared (core/options.py): a rerun redoes a
+# store when one of them changed, and no other option can make it do so.
+STORE_OPTIONS: tuple[Option, ...] = tuple(
+    o for o in declared_options(ConvertOptions, to_workers=True) if o.shapes_store
+)
+
+
 def options_fingerprint(options: ConvertOptions) -> str:
     """The options that shape a store's content, as a JSON string (HDF5 attrs hold no dicts)."""
-    fp: dict[str, Any] = {
-        "format": options.format,
-        "dtype": canonical_dtype(options.dtype),
-        "shape": list(options.shape),
+    fp: dict[str, Any] = {}
+    for opt in STORE_OPTIONS:
+        value = getattr(options, opt.name)
+        if opt.fingerprint == "zarr" and options.format != "zarr":
+            continue
+        # Absent while at its default: stores written before the option existed stay current.
+        if opt.fingerprint == "unless_default" and value == opt.default:
+            continue
+        fp[opt.name] = _recorded(opt.name, value, options)
+    return json.dumps(fp, sort_keys=True)
+
+
+def _recorded(name: str, value: Any, options: ConvertOptions) -> Any:
+    """A value as the fingerprint writes it: resolved and JSON-plain."""
+    if name == "dtype":
+        return canonical_dtype(value)
+    if name == "chunk_rows":
         # Resolved, so that the default and the same value written out are one run (a run
         # file that says chunk_rows: 262144 and flags that leave it to the default).
-        "chunk_rows": run_chunk_rows(options),
-        "codec": options.codec,
-    }
-    if options.format == "zarr":
-        fp["zarr_format"] = options.zarr_format
-    if options.shard_rows is not None:  # absent when unset: unsharded stores stay current
-        fp["shard_rows"] = options.shard_rows
-    # Absent when unset too, so that stores written before member selection stay current.
-    if options.include:
-        fp["include"] = list(options.include)
-    if options.exclude:
-        fp["exclude"] = list(options.exclude)
-    if options.members:
-        fp["members"] = [
+        return run_chunk_rows(options)
+    if name == "members":
+        return [
             {"match": r.match, "dtype": r.dtype, "shape": list(r.shape) if r.shape else None}
-            for r in options.members
+            for r in value
         ]
-    return json.dumps(fp, sort_keys=True)
+    return list(value) if isinstance(value, tuple) else value
 
 
 def options_digest(options: ConvertOptions) -> str:

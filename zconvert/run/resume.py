@@ -138,10 +138,10 @@ def current_arrays(
         root, arrays = read_store_metadata(store)
     except Exception as exc:
         return f"the store cannot be read ({type(exc).__name__}: {exc})", [], ()
-    if options.format == "zarr" and _zarr_format_of(store) != options.zarr_format:
-        return "the store has another Zarr format", [], ()
     if root.get(OPTIONS_ATTR) != options_fingerprint(options):
         return options_changed(root.get(OPTIONS_ATTR), options), [], ()
+    if options.format == "zarr" and _zarr_format_of(store) != options.zarr_format:
+        return "the store has another Zarr format", [], ()
     if root.get("source_size") != stat.st_size:
         return "archive modified (size changed)", [], ()
     if root.get("source_mtime_ns") != stat.st_mtime_ns:

@@ -12,8 +12,8 @@ from dataclasses import asdict, dataclass, replace
 from ..core.errors import ArchiveError
 from ..core.records import SkippedMember, Task
 from ..core.storage import is_url
-from ..zipread.member_layout import layout_for
-from ..zipread.members import check_member, open_archive, select_members
+from ..zipread.member_layout import checked_members
+from ..zipread.members import open_archive
 from .config import RunConfig
 from .outdir import refuse_if_locked
 from .plan import plan_tasks
@@ -51,14 +51,10 @@ def preflight(task: Task) -> PlannedTask:
     """Read the archive's central directory and each member's first bytes (a .npy header),
     and apply every pre-inflate check."""
     base = {"archive": task.archive, "store": task.store, "relpath": task.relpath}
-    options = task.options
     try:
         fileobj, zf = open_archive(task.archive)
         with fileobj, zf:
-            members, skipped = select_members(task.archive, zf, options.include, options.exclude)
-            for member in members:
-                check_member(task.archive, member, options.max_ratio, options.max_member_bytes)
-                layout_for(task.archive, fileobj, zf, member, options)
+            members, skipped, _ = checked_members(task.archive, fileobj, zf, task.options)
     except ArchiveError as exc:
         return PlannedTask(**base, action="refuse", reason=exc.reason, member=exc.member)
     return PlannedTask(

@@ -26,8 +26,8 @@ from ..sinks.directio import slab_buffers
 from ..sinks.layout import SKIPPED_ATTR, skipped_members_attr
 from ..sinks.slabs import SlabPipeline
 from ..zipread.archive import MemberReader
-from ..zipread.member_layout import MemberLayout, layout_for
-from ..zipread.members import Member, check_member, open_archive, select_members
+from ..zipread.member_layout import MemberLayout, checked_members
+from ..zipread.members import Member, open_archive
 from ..zipread.parallel_inflate import threads_for
 from .fingerprint import OPTIONS_ATTR, options_digest, options_fingerprint
 
@@ -81,10 +81,7 @@ def _convert(
     options = task.options
     fileobj, zf = open_archive(task.archive, _open_remote(task))
     with fileobj, zf:
-        members, skipped = select_members(task.archive, zf, options.include, options.exclude)
-        for member in members:
-            check_member(task.archive, member, options.max_ratio, options.max_member_bytes)
-        layouts = [layout_for(task.archive, fileobj, zf, m, options) for m in members]
+        members, skipped, layouts = checked_members(task.archive, fileobj, zf, options)
         dims = dimension_names(members, [layout.shape for layout in layouts])
         source = _source_stat(task)
         source_size, source_mtime_ns = source[:2]

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..core.errors import ArchiveError
-from ..core.records import ConvertOptions, MemberRule
+from ..core.records import ConvertOptions, MemberRule, SkippedMember
 from .archive import MemberReader
-from .members import Member, glob_matches
+from .members import Member, check_member, glob_matches, select_members
 from .npy import MAGIC, NpyHeader, is_npy, read_header
 
 _ZIP_MAGIC = b"PK\x03\x04"
@@ -180,3 +180,16 @@ def _check_rule_agrees(
             f"members[{index}] rule {rule.match!r} says {' and '.join(wrong)}; a .npy member "
             "describes itself: drop dtype/shape from the rule or fix them",
         )
+
+
+def checked_members(
+    archive: str, fileobj: Any, zf: Any, options: ConvertOptions
+) -> tuple[list[Member], list[SkippedMember], list[MemberLayout]]:
+    """The members to convert with their layouts, and those skipped, after every check made
+    before anything is inflated: names, encryption, method, size and ratio limits, and whether
+    each member's size fits its layout. The one pre-check of a worker and of `zconvert plan`."""
+    members, skipped = select_members(archive, zf, options.include, options.exclude)
+    for member in members:
+        check_member(archive, member, options.max_ratio, options.max_member_bytes)
+    layouts = [layout_for(archive, fileobj, zf, member, options) for member in members]
+    return members, skipped, layouts

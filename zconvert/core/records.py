@@ -7,6 +7,7 @@ the manifest stores them.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -308,6 +309,20 @@ class Result:
     source_ctime_ns: int | None = None
     options_id: str | None = None
     traceback: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def of(cls, task: Task, status: str, **fields: Any) -> Result:
+        """A task's Result: where it came from and went (archive, store, relpath, format)
+        taken from the task, and the process that made it."""
+        fields.setdefault("pid", os.getpid())
+        return cls(
+            archive=task.archive,
+            store=task.store,
+            relpath=task.relpath,
+            status=status,
+            format=task.options.format,
+            **fields,
+        )
 
     @property
     def ok(self) -> bool:

@@ -175,15 +175,7 @@ def verify_task(task: VerifyTask) -> Result:
     # for 32 -> 256 MB arrays); with one thread it stays flat (25 -> 29 MiB).
     with zarr.config.set({"threading.max_workers": 1}):
         problems = verify_store(task.store, task.sources, task.expected)
-    return Result(
-        archive=task.archive,
-        store=task.store,
-        relpath=task.relpath,
-        status="failed" if problems else "converted",
-        format=task.options.format,
-        error="\n".join(problems) or None,
-        pid=os.getpid(),
-    )
+    return Result.of(task, "failed" if problems else "converted", error="\n".join(problems) or None)
 
 
 def verify_store(

@@ -207,15 +207,11 @@ def convert_unless_current(task: Task) -> Result:
     reason, records, skipped = current_arrays(task, stat)
     if reason is not None:
         return convert_task(task)
-    return Result(
-        archive=task.archive,
-        store=task.store,
-        relpath=task.relpath,
-        status="skipped",
-        format=task.options.format,
+    return Result.of(
+        task,
+        "skipped",
         arrays=tuple(records),  # kept in the manifest; bytes stay 0: this run moved none
         skipped_members=skipped,
-        pid=os.getpid(),
         source_size=stat.st_size,
         source_mtime_ns=stat.st_mtime_ns,
         source_ctime_ns=stat.st_ctime_ns,

@@ -129,7 +129,7 @@ class RunManifest:
             # Final paths are renamed in complete: a store that exists is complete.
             if not (relpath in in_out if "/" not in relpath else self._exists_now(task.store)):
                 continue
-            found[relpath] = Result(archive, task.store, relpath, "skipped", fmt)
+            found[relpath] = Result.of(task, "skipped", pid=0)  # decided here, not by a worker
         self._from_manifest = {relpath: r.store for relpath, r in found.items()}
         return found
 

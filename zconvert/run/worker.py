@@ -302,35 +302,28 @@ def peak_rss_bytes() -> int:
 def convert_task(task: Task) -> Result:
     """Convert one archive; never raises for a bad archive, returns a failed Result instead."""
     start = time.perf_counter()
-    base = {
-        "archive": task.archive,
-        "store": task.store,
-        "relpath": task.relpath,
-        "format": task.options.format,
-        "pid": os.getpid(),
-    }
     try:
         records, skipped, bytes_in, bytes_out, source = _convert(task)
     except ArchiveError as exc:
-        return Result(
-            **base,
-            status="failed",
+        return Result.of(
+            task,
+            "failed",
             error=exc.reason,
             member=exc.member,
             seconds=time.perf_counter() - start,
             traceback=traceback.format_exc() if task.options.debug else None,
         )
     except Exception as exc:
-        return Result(
-            **base,
-            status="failed",
+        return Result.of(
+            task,
+            "failed",
             error=_describe(exc),
             seconds=time.perf_counter() - start,
             traceback=traceback.format_exc() if task.options.debug else None,
         )
-    return Result(
-        **base,
-        status="converted",
+    return Result.of(
+        task,
+        "converted",
         arrays=tuple(records),
         skipped_members=tuple(skipped),
         bytes_in=bytes_in,

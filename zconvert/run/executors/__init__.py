@@ -47,11 +47,4 @@ def get_executor(name: str, workers: int | None = None, **options: object) -> Ex
 
 def crashed_result(task: Task, reason: str) -> Result:
     """The Result of a task whose worker died or could not run it."""
-    return Result(
-        archive=task.archive,
-        store=task.store,
-        relpath=task.relpath,
-        status="failed",
-        format=task.options.format,
-        error=reason,
-    )
+    return Result.of(task, "failed", error=reason, pid=0)  # pid 0: no worker made it

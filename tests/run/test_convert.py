@@ -147,16 +147,6 @@ def test_bad_crc_fails_that_archive_only_and_leaves_no_store(tmp_path, fmt):
     assert _store_files(tmp_path / "out") == expected  # no temporaries
 
 
-def test_member_size_not_a_multiple_of_the_record_is_a_clear_error(tmp_path):
-    make_zip(tmp_path / "in" / "odd.zip", {"blob.bin": b"\0" * 17})
-    report = zconvert.convert(tmp_path / "in", tmp_path / "out", executor="serial")
-    (failed,) = report.failed
-    assert failed.member == "blob.bin"
-    assert "not a multiple of the record size 16" in failed.error
-    assert "--dtype" in failed.error and "--shape" in failed.error
-    assert _store_files(tmp_path / "out") == ["manifest.json"]
-
-
 def test_dtype_and_shape_options(tmp_path):
     data = np.random.default_rng(0).random((300, 2, 3)).astype(">f8")
     make_zip(tmp_path / "in" / "d.zip", {"blob.bin": data})

@@ -230,7 +230,7 @@ def _names(*names: str):  # type: ignore[no-untyped-def]
 
 
 CASES = [
-    # id, builder, expected member, words in the error, extra options
+    # id, builder, expected member, words (or phrases) in the error, extra options
     ("not_a_zip", _not_zip, None, "not a readable ZIP", {}),
     ("truncated", _truncated, None, "not a readable ZIP", {}),
     ("empty", _empty, None, "no data members", {}),
@@ -240,7 +240,13 @@ CASES = [
     ("crc_deflated", _crc_deflated, "blob.bin", "CRC32 mismatch", {}),
     ("crc_stored", _crc_stored, "blob.bin", "CRC", {}),
     ("crc_bzip2", _crc_bzip2, "blob.bin", "CRC", {}),
-    ("size_not_a_record", _odd_size, "blob.bin", "not a multiple of the record size", {}),
+    (
+        "size_not_a_record",
+        _odd_size,
+        "blob.bin",
+        ("not a multiple of the record size 16", "--dtype", "--shape"),
+        {},
+    ),
     ("declares_fewer_bytes", _declares_less, "blob.bin", "more or other than", {}),
     ("declares_more_bytes", _declares_more, "blob.bin", "but the archive declares", {}),
     ("data_past_the_end", _declares_compressed_past_end, "blob.bin", "overlaps", {}),
@@ -270,7 +276,8 @@ def test_hostile_archive_fails_alone_with_one_clear_line(tmp_path, build, member
     result = convert_next_to_good(tmp_path, build, **options)
     assert result.status == "failed"
     assert result.member == member
-    assert words in result.error
+    for phrase in [words] if isinstance(words, str) else words:
+        assert phrase in result.error
 
 
 @pytest.mark.slow

@@ -144,9 +144,9 @@ def exit_for_archive_2(task: Task) -> Result:
 
 
 def _tasks(seed_dir: Path, out: Path) -> list[Task]:
-    from zconvert.run.plan import plan_tasks
+    from zconvert.run.task_list import task_list
 
-    return plan_tasks(build_config(inputs=[str(seed_dir)], output=str(out)))
+    return task_list(build_config(inputs=[str(seed_dir)], output=str(out)))
 
 
 def test_task_that_raises_fails_its_archive_only(cluster, seed_dir, tmp_path):

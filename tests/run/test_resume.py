@@ -18,8 +18,8 @@ import zconvert
 from zconvert.core.errors import ConfigError
 from zconvert.run.config import build_config
 from zconvert.run.outdir import lock_output
-from zconvert.run.plan import plan_tasks
 from zconvert.run.resume import store_is_current
+from zconvert.run.task_list import task_list
 
 from ..conftest import float_rows, make_zip
 from ..zipread.test_hostile import patch_member
@@ -32,7 +32,7 @@ def _statuses(report) -> dict[str, str]:  # type: ignore[no-untyped-def]
 def _tasks(inp: Path, out: Path, **options):  # type: ignore[no-untyped-def]
     return {
         Path(t.archive).stem: t
-        for t in plan_tasks(build_config(None, inputs=[str(inp)], output=str(out), **options))
+        for t in task_list(build_config(None, inputs=[str(inp)], output=str(out), **options))
     }
 
 

@@ -98,7 +98,7 @@ def test_one_archive_gets_the_idle_cores_unless_parallel_inflate_is_off(tmp_path
 
     from zconvert.run.config import build_config
     from zconvert.run.convert import _with_spare_cores
-    from zconvert.run.plan import plan_tasks
+    from zconvert.run.task_list import task_list
 
     make_zip(tmp_path / "in" / "a.zip", {"blob.bin": float_rows(1000)})
     options = {} if setting is None else {"parallel_inflate": setting}
@@ -106,6 +106,6 @@ def test_one_archive_gets_the_idle_cores_unless_parallel_inflate_is_off(tmp_path
         None, inputs=[str(tmp_path / "in")], output=str(tmp_path / "out"), codec="none", **options
     )
     assert config.options.parallel_inflate is setting  # unset means auto (None)
-    (task,) = _with_spare_cores(plan_tasks(config), "serial", None)
+    (task,) = _with_spare_cores(task_list(config), "serial", None)
     expected = 1 if setting is False else max(1, os.cpu_count() or 1)
     assert task.options.inflate_threads == expected

@@ -1,4 +1,4 @@
-"""Run a conversion: config -> plan -> executor -> manifest, returning a Report."""
+"""Run a conversion: config -> task list -> executor -> manifest, returning a Report."""
 
 from __future__ import annotations
 
@@ -17,9 +17,9 @@ from .config import RunConfig, build_config
 from .executors import gc_frozen, get_executor
 from .manifest import store_exists
 from .outdir import lock_output, remove_leftovers
-from .plan import archive_size, plan_tasks
 from .run_manifest import RunManifest
 from .survey import output_root, survey
+from .task_list import archive_size, task_list
 from .tasks import convert_archive, convert_archive_unless_current
 
 
@@ -195,7 +195,7 @@ def run(
     an orphan (its archive no longer an input) is left out of every view, and --prune deletes it.
     """
     start = time.perf_counter()
-    tasks = plan_tasks(config)
+    tasks = task_list(config)
     out = output_root(config)
     if on_plan is not None:
         on_plan(tasks)

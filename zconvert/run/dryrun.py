@@ -16,8 +16,8 @@ from ..zipread.member_layout import checked_members
 from ..zipread.members import open_archive
 from .config import RunConfig
 from .outdir import refuse_if_locked
-from .plan import plan_tasks
 from .survey import output_root, survey
+from .task_list import task_list
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,7 @@ def plan_run(config: RunConfig) -> list[PlannedTask]:
     """Every archive of the run with what would happen to it, then the orphan stores (whose
     archives are no longer inputs); writes nothing. Runs every check `convert` runs before
     work starts (the output, another layout in OUT), raising the same ConfigError."""
-    tasks = plan_tasks(config)
+    tasks = task_list(config)
     out = output_root(config)
     if not is_url(out):
         refuse_if_locked(out)

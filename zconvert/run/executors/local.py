@@ -25,7 +25,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from ...core.records import Result, Task
-from ..plan import archive_size
+from ..task_list import archive_size
 from . import crashed_result
 
 _NOT_STARTED, _RUNNING, _RETURNED = 0, 1, 2

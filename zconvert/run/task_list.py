@@ -75,7 +75,7 @@ def _relpath(below_root: str, fmt: str) -> str:
     return os.path.splitext(below_root)[0] + SUFFIXES[fmt]
 
 
-def plan_tasks(config: RunConfig) -> list[Task]:
+def task_list(config: RunConfig) -> list[Task]:
     """One Task per archive, in a stable order; two archives aiming at one store are refused."""
     url_out = is_url(config.output)
     out = (

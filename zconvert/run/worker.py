@@ -19,7 +19,7 @@ import numpy as np
 
 from .._version import __version__
 from ..core.errors import ArchiveError
-from ..core.records import ArrayRecord, Result, SkippedMember, Task, default_chunk_rows
+from ..core.records import ArrayRecord, Result, SkippedMember, Task
 from ..core.storage import is_url
 from ..sinks import ArraySpec, open_sink
 from ..sinks.directio import slab_buffers
@@ -29,6 +29,7 @@ from ..zipread.archive import MemberReader
 from ..zipread.member_layout import MemberLayout, checked_members
 from ..zipread.members import Member, open_archive
 from ..zipread.parallel_inflate import threads_for
+from .array_sizes import array_sizes, piece_rows
 from .fingerprint import OPTIONS_ATTR, options_digest, options_fingerprint
 
 
@@ -154,14 +155,8 @@ def _copy_member(
     stream = layout.stream_shape
     rows, row_shape = stream[0], stream[1:]
     row_bytes = dtype.itemsize * math.prod(row_shape)
-    chunk_rows = options.chunk_rows or default_chunk_rows(row_bytes)
-    chunks = (max(1, min(chunk_rows, rows)), *row_shape)
-    if options.contiguous:  # one chunk for the whole array; slabs still stream in pieces
-        chunks = (max(1, rows), *row_shape)
-    inner_chunks = None
-    if options.shard_rows and layout.shape:  # the grid is shards; chunks live inside them
-        inner_chunks = chunks
-        chunks = (shard_rows(options.shard_rows, chunks[0], rows), *row_shape)
+    sizes = array_sizes(options, rows, row_shape, row_bytes, scalar=not layout.shape)
+    chunks, inner_chunks, slab_rows = sizes.chunks, sizes.inner_chunks, sizes.slab_rows
     in_array_order = _array_order(layout)
     handle = sink.add_array(
         ArraySpec(
@@ -184,15 +179,8 @@ def _copy_member(
             axis=layout.axis,
         )
     )
-    # Slabs are whole shards where there are shards: the sink writes one at a time. A
-    # contiguous array's one chunk is still written a slab of chunk_rows at a time.
-    grid_rows = options.shard_rows or chunk_rows
-    slab_units = max(1, options.slab_bytes // (grid_rows * row_bytes))
     # Page-aligned, so the sinks can hand slabs to O_DIRECT writes without a copy.
-    buffers = slab_buffers(min(grid_rows * slab_units, max(rows, 1)), row_shape, dtype)
-    # A slab is a whole number of chunks (shards), so no chunk is ever written twice.
-    longest = len(buffers[0])
-    slab_rows = (longest // chunks[0]) * chunks[0] if longest >= chunks[0] else longest
+    buffers = slab_buffers(sizes.buffer_rows, row_shape, dtype)
     step = piece_rows(chunks[0], slab_rows, row_bytes, sink.partial_writes(handle))
     threads = threads_for(member.compress_size, options.inflate_threads, options.parallel_inflate)
     reader = MemberReader(task.archive, fileobj, zf, member, threads)
@@ -261,30 +249,6 @@ def _array_order(layout: MemberLayout) -> Any:
     if layout.axis:
         return lambda x: tuple(reversed(x)) if isinstance(x, tuple) else x.T
     return lambda x: x
-
-
-def shard_rows(configured: int, chunk_rows: int, rows: int) -> int:
-    """Rows per shard of an array: as configured, but no more than the whole chunks that
-    cover a shorter array (its single shard then indexes no chunk past its end)."""
-    covering = -(-max(rows, 1) // chunk_rows) * chunk_rows
-    return min(configured, covering)
-
-
-# Uncompressed pieces handed to the writer: small enough that little is left to write after
-# the last byte is inflated, large enough for full-speed direct writes (1 MiB: 0.94 GB/s
-# here, as fast as 8 MiB).
-PIECE_BYTES = 1 << 20
-
-
-def piece_rows(chunk_rows: int, slab_rows: int, row_bytes: int, partial: bool) -> int:
-    """Rows handed to the writer at a time: about PIECE_BYTES of page-aligned rows where the
-    sink takes any rows, else whole chunks (as few as make PIECE_BYTES, at least one)."""
-    if partial:
-        unit = 4096 // math.gcd(row_bytes, 4096)  # rows that are a whole number of pages
-        rows = max(unit, PIECE_BYTES // row_bytes // unit * unit)
-    else:
-        rows = max(1, PIECE_BYTES // (chunk_rows * row_bytes)) * chunk_rows
-    return max(1, min(rows, slab_rows))
 
 
 def peak_rss_bytes() -> int:

@@ -239,14 +239,51 @@ class Task:
     # fsspec options for URL archives/stores (endpoint, credentials): never in repr or manifest.
     storage_options: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
+    # What executors ask of any item (see run/executors): its key, what to size it by, and
+    # what it comes back as when its worker died.
+    @property
+    def key(self) -> str:
+        return self.relpath
+
+    @property
+    def input_path(self) -> str:
+        return self.archive
+
+    def crashed(self, reason: str) -> Result:
+        return Result.of(self, "failed", error=reason, pid=0)  # pid 0: no worker made it
+
 
 @dataclass(frozen=True, slots=True)
-class VerifyTask(Task):
-    """Check one store (`zconvert verify`), shipped to workers like a Task: `expected` holds the
+class StoreCheck:
+    """Check one store (`zconvert verify`) on an executor's workers: `expected` holds the
     manifest's records of its arrays (None: a store checked on its own)."""
 
+    store: str
+    relpath: str
+    format: str  # "" when not known from a manifest
     expected: tuple[ArrayRecord, ...] | None = None
-    sources: bool = False
+    sources: bool = False  # re-read the source archives too
+
+    # What executors ask of any item (see run/executors): its key, what to size it by, and
+    # what it comes back as when its worker died.
+    @property
+    def key(self) -> str:
+        return self.store
+
+    @property
+    def input_path(self) -> str:
+        return self.store
+
+    def crashed(self, reason: str) -> StoreVerdict:
+        return StoreVerdict(self.store, (reason,))
+
+
+@dataclass(frozen=True, slots=True)
+class StoreVerdict:
+    """What checking one store found: one line per problem, none for a sound store."""
+
+    store: str
+    problems: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

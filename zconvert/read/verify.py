@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..core.errors import ArchiveError, ZconvertError
-from ..core.records import DAMAGED, SERVING, ArrayRecord, ConvertOptions, Result, VerifyTask
+from ..core.records import DAMAGED, SERVING, ArrayRecord, StoreCheck, StoreVerdict
 from ..core.storage import as_path
 from ..run.fingerprint import OPTIONS_ATTR
 from ..run.manifest import manifest_path, read_results
@@ -47,7 +47,7 @@ def verify(
     from .inspect import is_unfinished_folder
 
     # In order: a problem found here (a str) or a store to check.
-    items: list[str | VerifyTask] = []
+    items: list[str | StoreCheck] = []
     for raw in paths:
         path = os.path.abspath(as_path(raw))
         if os.path.isdir(path) and os.path.isfile(manifest_path(path)):
@@ -63,15 +63,17 @@ def verify(
                 if not os.path.lexists(store):
                     items.append(f"{store}: listed in the manifest but missing")
                     continue
-                items.append(_task(store, result.relpath, result.format, result.arrays, sources))
+                items.append(
+                    StoreCheck(store, result.relpath, result.format, result.arrays, sources)
+                )
         elif is_unfinished_folder(path):
             found = stores_in(path)
             if not found:
                 items.append(f"{path}: no manifest.json and no stores")
-            items.extend(_task(s, os.path.relpath(s, path), "", None, sources) for s in found)
+            items.extend(StoreCheck(s, os.path.relpath(s, path), "", None, sources) for s in found)
         else:
             items.append(_single_store_task(path, sources))
-    found = _run([t for t in items if isinstance(t, VerifyTask)], workers)
+    found = _run([t for t in items if isinstance(t, StoreCheck)], workers)
     _record_damaged(items, found)
     return [
         line
@@ -85,7 +87,7 @@ def verify(
 CHECKED = (*SERVING, DAMAGED)
 
 
-def _single_store_task(store: str, sources: bool) -> VerifyTask:
+def _single_store_task(store: str, sources: bool) -> StoreCheck:
     """A store named on its own: checked against its run's manifest entry too, when it sits in
     a run folder that lists it (so that damage found is marked there as well)."""
     parent = os.path.dirname(store)
@@ -98,18 +100,18 @@ def _single_store_task(store: str, sources: bool) -> VerifyTask:
                 listed = []
             if listed and listed[0].status in CHECKED:
                 found = listed[0]
-                return _task(store, relpath, found.format, found.arrays, sources)
+                return StoreCheck(store, relpath, found.format, found.arrays, sources)
             break
         parent = os.path.dirname(parent)
-    return _task(store, os.path.basename(store), "", None, sources)
+    return StoreCheck(store, os.path.basename(store), "", None, sources)
 
 
-def _record_damaged(items: list[str | VerifyTask], found: dict[str, list[str]]) -> None:
+def _record_damaged(items: list[str | StoreCheck], found: dict[str, list[str]]) -> None:
     """Mark the damaged stores of each run folder in its manifest, so that the next plain
     `zconvert convert` redoes them (its up-to-date check reads metadata, not data)."""
     by_folder: dict[str, dict[str, str]] = {}
     for item in items:
-        if isinstance(item, VerifyTask) and item.expected is not None and found.get(item.store):
+        if isinstance(item, StoreCheck) and item.expected is not None and found.get(item.store):
             out = item.store[: -len(item.relpath)].rstrip(os.sep)
             by_folder.setdefault(out, {})[item.relpath] = found[item.store][0]
     for out, problems in by_folder.items():
@@ -130,52 +132,35 @@ def _record_damaged(items: list[str | VerifyTask], found: dict[str, list[str]]) 
             )
 
 
-def _task(
-    store: str,
-    relpath: str,
-    fmt: str,
-    expected: tuple[ArrayRecord, ...] | None,
-    sources: bool,
-) -> VerifyTask:
-    return VerifyTask(
-        archive=store,  # what executors size batches by: the store's, not the source's
-        store=store,
-        relpath=relpath,
-        options=ConvertOptions(format=fmt or "zarr"),
-        expected=expected,
-        sources=sources,
-    )
-
-
-def _run(tasks: list[VerifyTask], workers: int | None) -> dict[str, list[str]]:
+def _run(checks: list[StoreCheck], workers: int | None) -> dict[str, list[str]]:
     """Check every store, in worker processes when there are several: problems by store."""
-    if len(tasks) <= 1 or workers == 1:
-        results = [verify_task(t) for t in tasks]
+    if len(checks) <= 1 or workers == 1:
+        verdicts = [check_store(c) for c in checks]
     else:
         from ..run.executors import gc_frozen, get_executor
 
         executor = get_executor("local", workers=workers)
         with gc_frozen():
-            results = list(executor.map(verify_task, tasks))  # type: ignore[arg-type]
+            verdicts = list(executor.map(check_store, checks))
     return {
-        r.store: [
-            line if line.startswith(r.store) else f"{r.store}: {line}"  # a worker that died
-            for line in r.error.splitlines()
+        v.store: [
+            line if line.startswith(v.store) else f"{v.store}: {line}"  # a worker that died
+            for line in v.problems
         ]
-        for r in results
-        if r.error
+        for v in verdicts
+        if v.problems
     }
 
 
-def verify_task(task: VerifyTask) -> Result:
-    """One store checked in this process: a Result whose error holds its problems, one a line."""
+def check_store(check: StoreCheck) -> StoreVerdict:
+    """One store checked in this process (what `verify` ships to its workers)."""
     import zarr
 
     # One decode thread: zarr's pool left peak memory growing with the array (37 -> 65 MiB
     # for 32 -> 256 MB arrays); with one thread it stays flat (25 -> 29 MiB).
     with zarr.config.set({"threading.max_workers": 1}):
-        problems = verify_store(task.store, task.sources, task.expected)
-    return Result.of(task, "failed" if problems else "converted", error="\n".join(problems) or None)
+        problems = verify_store(check.store, check.sources, check.expected)
+    return StoreVerdict(check.store, tuple(problems))
 
 
 def verify_store(

@@ -1,7 +1,8 @@
-"""Executors run the worker function over tasks and yield Results as they complete.
+"""Executors run a worker function over items and yield its results as they complete.
 
-An executor is one method, `map(fn, tasks)`; a new engine is a new module registered in
-EXECUTORS, and nothing else changes.
+An executor is one method, `map(fn, items)`; a new engine is a new module registered in
+EXECUTORS, and nothing else changes. Executors know nothing of what the items are (a Task to
+convert, a StoreCheck to verify) beyond the three things WorkItem names.
 """
 
 from __future__ import annotations
@@ -10,14 +11,27 @@ import contextlib
 import gc
 import importlib
 from collections.abc import Callable, Iterator, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
-from ...core.records import Result, Task
+
+class WorkItem(Protocol):
+    """What an executor asks of the items it runs."""
+
+    @property
+    def key(self) -> str:
+        """Unique within one map: which item a retry is of."""
+
+    @property
+    def input_path(self) -> str:
+        """What the item reads, to size batches by: a local path, or a URL (never batched)."""
+
+    def crashed(self, reason: str) -> Any:
+        """The result of the item when its worker died or could not run it."""
 
 
 class Executor(Protocol):
-    def map(self, fn: Callable[[Task], Result], tasks: Sequence[Task]) -> Iterator[Result]:
-        """Run fn on every task; yield each Result as it completes (any order)."""
+    def map(self, fn: Callable[[Any], Any], items: Sequence[WorkItem]) -> Iterator[Any]:
+        """Run fn on every item; yield each result as it completes (any order)."""
 
 
 EXECUTORS = {
@@ -43,8 +57,3 @@ def get_executor(name: str, workers: int | None = None, **options: object) -> Ex
     module_name, class_name = EXECUTORS[name].split(":")
     cls = getattr(importlib.import_module(module_name), class_name)
     return cls(workers=workers, **options)
-
-
-def crashed_result(task: Task, reason: str) -> Result:
-    """The Result of a task whose worker died or could not run it."""
-    return Result.of(task, "failed", error=reason, pid=0)  # pid 0: no worker made it

@@ -1,6 +1,6 @@
 """dask.distributed: the same worker function on a cluster (or a LocalCluster for one run).
 
-Only Task and Result records travel through the scheduler; array data goes from the archive
+Only small records (a Task and its Result) travel through the scheduler; array data goes from the archive
 (a path or URL every worker can read) to the store (likewise) inside one worker. A task that
 raises, or whose worker dies more often than the scheduler allows, fails its archive only.
 """
@@ -12,8 +12,7 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from ...core.records import Result, Task
-from . import crashed_result
+from . import WorkItem
 
 # How many times a task may take its worker down with it before it is failed (the local
 # pool's rule: one retry on a fresh worker).
@@ -40,7 +39,7 @@ class DaskExecutor:
         self.workers = workers
         self.scheduler = scheduler
 
-    def map(self, fn: Callable[[Task], Result], tasks: Sequence[Task]) -> Iterator[Result]:
+    def map(self, fn: Callable[[Any], Any], tasks: Sequence[WorkItem]) -> Iterator[Any]:
         if not tasks:
             return
         try:
@@ -90,19 +89,19 @@ class DaskExecutor:
                 # The value decides, not future.status: a result already gathered stays good
                 # even when the worker that held it dies and the status changes under us
                 # (CI saw a finished Result reported as an error that way).
-                if isinstance(value, Result):
+                exc = _error_of(value)
+                if exc is None:
                     yield value
-                else:  # an error comes as (type, exception, traceback)
-                    exc = value[1] if isinstance(value, tuple) and len(value) == 3 else value
-                    if type(exc).__name__ != "KilledWorker" and task.relpath not in retried:
+                else:
+                    if type(exc).__name__ != "KilledWorker" and task.key not in retried:
                         # Not this task's own death: e.g. its finished result was lost with a
                         # worker that another task killed. Once more, on the cluster as it is.
-                        retried.add(task.relpath)
+                        retried.add(task.key)
                         again = client.submit(fn, task, pure=False)
                         task_of[again.key] = task
                         completed.add(again)
                     else:
-                        yield crashed_result(task, _describe(exc))
+                        yield task.crashed(_describe(exc))
                 future.release()
         finally:
             if client is not None:
@@ -146,3 +145,11 @@ class _InitPlugin(WorkerPlugin):  # type: ignore[misc]
 
     def setup(self, worker: Any) -> None:
         _init_worker(worker)
+
+
+def _error_of(value: Any) -> BaseException | None:
+    """The exception a gathered value stands for (dask hands an error over as (type,
+    exception, traceback), or the exception itself), or None for a result."""
+    if isinstance(value, tuple) and len(value) == 3 and isinstance(value[1], BaseException):
+        return value[1]
+    return value if isinstance(value, BaseException) else None

@@ -1,6 +1,6 @@
 """The embedded default: a pool of forkserver worker processes on this machine.
 
-Only Task and Result records cross the process boundary. Workers are forked only from a
+Only small records (a Task and its Result) cross the process boundary. Workers are forked only from a
 parent with no other thread and no HDF5 library loaded, otherwise started by a forkserver,
 so that a parent's locks or open HDF5 files never leak into workers.
 
@@ -24,9 +24,8 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
-from ...core.records import Result, Task
 from ..task_list import archive_size
-from . import crashed_result
+from . import WorkItem
 
 _NOT_STARTED, _RUNNING, _RETURNED = 0, 1, 2
 _states: Any = None  # in a worker: the shared byte array of its pool
@@ -77,7 +76,7 @@ def _caller_script_hidden() -> Iterator[None]:
         main.__file__ = path
 
 
-def _submit(pool: ProcessPoolExecutor, *args: Any) -> Future[list[Result]]:
+def _submit(pool: ProcessPoolExecutor, *args: Any) -> Future[list[Any]]:
     with _caller_script_hidden():  # worker processes start inside submit()
         return pool.submit(*args)
 
@@ -97,7 +96,7 @@ def _init_worker(states: Any) -> None:
     init_process()
 
 
-def _run_marked(fn: Callable[[Task], Result], items: list[tuple[int, Task]]) -> list[Result]:
+def _run_marked(fn: Callable[[Any], Any], items: list[tuple[int, WorkItem]]) -> list[Any]:
     """Run a batch of tasks in this worker, marking each as it starts and returns."""
     results = []
     for index, task in items:
@@ -115,7 +114,7 @@ BATCH_MAX = 32
 BATCHES_PER_WORKER = 8  # enough batches that the last ones still spread over every worker
 
 
-def plan_batches(tasks: Sequence[Task], workers: int) -> list[list[int]]:
+def plan_batches(tasks: Sequence[WorkItem], workers: int) -> list[list[int]]:
     """Task indices in groups: runs of small archives together (up to BATCH_BYTES of input
     and BATCH_MAX tasks), every other archive alone; order is kept."""
     limit = max(1, min(BATCH_MAX, len(tasks) // (max(1, workers) * BATCHES_PER_WORKER)))
@@ -123,7 +122,7 @@ def plan_batches(tasks: Sequence[Task], workers: int) -> list[list[int]]:
     current: list[int] = []
     size = 0
     for i, task in enumerate(tasks):
-        size = archive_size(task.archive)
+        size = archive_size(task.input_path)
         nbytes = BATCH_BYTES if size is None else size  # URLs, unreadable: never batched
         if current and (len(current) >= limit or size + nbytes > BATCH_BYTES):
             batches.append(current)
@@ -148,7 +147,7 @@ def _stop_workers(pool: ProcessPoolExecutor) -> None:
             process.terminate()
 
 
-def _next_finished(finished: queue.SimpleQueue[Future[list[Result]]]) -> Future[list[Result]]:
+def _next_finished(finished: queue.SimpleQueue[Future[list[Any]]]) -> Future[list[Any]]:
     while True:
         try:
             return finished.get(timeout=1.0)  # a timeout keeps Ctrl-C responsive
@@ -160,7 +159,7 @@ class LocalExecutor:
     def __init__(self, workers: int | None = None, **_: object) -> None:
         self.workers = workers or os.cpu_count() or 1
 
-    def map(self, fn: Callable[[Task], Result], tasks: Sequence[Task]) -> Iterator[Result]:
+    def map(self, fn: Callable[[Any], Any], tasks: Sequence[WorkItem]) -> Iterator[Any]:
         pending = list(tasks)
         while pending:
             suspects, pending = yield from self._run_shared(fn, pending)
@@ -178,8 +177,8 @@ class LocalExecutor:
         )
 
     def _run_shared(
-        self, fn: Callable[[Task], Result], tasks: list[Task]
-    ) -> Iterator[Result]:  # returns (suspects, not started) via StopIteration
+        self, fn: Callable[[Any], Any], tasks: list[WorkItem]
+    ) -> Iterator[Any]:  # returns (suspects, not started) via StopIteration
         ctx = _context()
         states = ctx.Array("b", len(tasks), lock=False)
         pool = self._pool(min(self.workers, len(tasks)), states, ctx)
@@ -187,9 +186,9 @@ class LocalExecutor:
         # Completed futures arrive on a queue: concurrent.futures.wait() visits every pending
         # future on each call, which for 2,000 tasks kept the parent busy on the cores the
         # workers need (py-spy: more CPU than all the result handling together).
-        finished: queue.SimpleQueue[Future[list[Result]]] = queue.SimpleQueue()
+        finished: queue.SimpleQueue[Future[list[Any]]] = queue.SimpleQueue()
         try:
-            batches: dict[Future[list[Result]], list[int]] = {}
+            batches: dict[Future[list[Any]], list[int]] = {}
             for batch in plan_batches(tasks, self.workers):
                 items = [(i, tasks[i]) for i in batch]
                 try:
@@ -208,7 +207,7 @@ class LocalExecutor:
                     broken.extend(batch)
                 except Exception as exc:  # the batch could not be sent or run at all
                     for i in batch:
-                        yield crashed_result(tasks[i], f"{type(exc).__name__}: {exc}")
+                        yield tasks[i].crashed(f"{type(exc).__name__}: {exc}")
         except BaseException:  # interrupted (Ctrl-C, SIGTERM) or closed early by the caller
             _stop_workers(pool)
             raise
@@ -225,10 +224,10 @@ class LocalExecutor:
             suspects, rest = rest, []
         return suspects, rest
 
-    def _run_alone(self, fn: Callable[[Task], Result], tasks: list[Task]) -> Iterator[Result]:
+    def _run_alone(self, fn: Callable[[Any], Any], tasks: list[WorkItem]) -> Iterator[Any]:
         """Each task in a fresh one-process pool, a few at a time: a death is its own."""
         queue = list(tasks)
-        running: dict[Future[list[Result]], tuple[Task, ProcessPoolExecutor]] = {}
+        running: dict[Future[list[Any]], tuple[WorkItem, ProcessPoolExecutor]] = {}
         try:
             while queue or running:
                 while queue and len(running) < self.workers:
@@ -242,14 +241,13 @@ class LocalExecutor:
                     try:
                         yield from future.result()
                     except BrokenProcessPool:
-                        yield crashed_result(
-                            task,
-                            "the worker process died converting this archive, and again when "
-                            "retried alone (killed, or out of memory); check its size against "
-                            "the memory available, or convert it by itself",
+                        yield task.crashed(
+                            "the worker process died on it, and again when retried alone "
+                            "(killed, or out of memory); check its size against the memory "
+                            "available, or run it by itself",
                         )
                     except Exception as exc:
-                        yield crashed_result(task, f"{type(exc).__name__}: {exc}")
+                        yield task.crashed(f"{type(exc).__name__}: {exc}")
                     finally:
                         pool.shutdown(wait=True)
         except BaseException:

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
-from ...core.records import Result, Task
+from . import WorkItem
 
 
 class SerialExecutor:
     def __init__(self, workers: int | None = None, **_: object) -> None:
         self.workers = 1
 
-    def map(self, fn: Callable[[Task], Result], tasks: Sequence[Task]) -> Iterator[Result]:
+    def map(self, fn: Callable[[Any], Any], tasks: Sequence[WorkItem]) -> Iterator[Any]:
         for task in tasks:
             yield fn(task)

@@ -120,3 +120,14 @@ def test_stores_of_earlier_versions_stay_current():
         '{"chunk_rows": 262144, "codec": "blosc-lz4", "dtype": "<f4", "format": "hdf5", '
         '"include": ["*.bin"], "shape": [-1, 4]}'
     )
+
+
+def test_readme_names_exactly_the_options_that_redo_stores():
+    import re
+
+    from zconvert.run.fingerprint import STORE_OPTIONS
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    paragraph = readme.split("**Which options make a rerun redo stores.**")[1].split("\n\n")[0]
+    listed = paragraph.split(";")[0]  # the list, before the pointer to docs/CONFIG.md
+    assert set(re.findall(r"`(\w+)`", listed)) == {o.name for o in STORE_OPTIONS}

@@ -136,7 +136,7 @@ class ConvertOptions:
         kind="choice",
         choices=("none", "blosc-lz4", "blosc-zstd", "zstd", "gzip"),
         shapes_store=True,
-        cli_help="none, blosc-lz4 (default), blosc-zstd, zstd, gzip",
+        cli_help="compression preset (default blosc-lz4; none for memory-mappable stores)",
     )
     contiguous: bool = option(
         False,

@@ -19,7 +19,7 @@ import pytest
 import zarr
 
 import zconvert
-from zconvert.core.records import ConvertOptions
+from zconvert.core.convert_options import ConvertOptions
 from zconvert.sinks import ArraySpec, open_sink
 from zconvert.sinks.hdf5 import netcdf_dimensions
 from zconvert.sinks.layout import hdf5_arrays, is_netcdf_dimension

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from zconvert.core.records import ConvertOptions
+from zconvert.core.convert_options import ConvertOptions
 from zconvert.run.array_sizes import PIECE_BYTES, array_sizes, piece_rows, shard_rows
 
 ROW = 16  # 4 float32 per row

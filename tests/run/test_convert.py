@@ -332,7 +332,8 @@ def test_hdf5_workers_never_load_numcodecs(seed_dir, tmp_path):
     code = (
         "import sys\n"
         "from zconvert.run.worker import convert_task, init_process\n"
-        "from zconvert.core.records import ConvertOptions, Task\n"
+        "from zconvert.core.convert_options import ConvertOptions\n"
+        "from zconvert.core.records import Task\n"
         "init_process()\n"
         "options = ConvertOptions(format='hdf5', codec='none')\n"
         "store = sys.argv[2] + '/a.h5'\n"

@@ -219,7 +219,8 @@ def test_file_size_limit_fails_that_archive_and_leaves_no_partial_store(
 
 
 def _tasks(folder: Path, names: list[str], size: int) -> list:
-    from zconvert.core.records import ConvertOptions, Task
+    from zconvert.core.convert_options import ConvertOptions
+    from zconvert.core.records import Task
 
     folder.mkdir(parents=True, exist_ok=True)
     tasks = []

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from zconvert.core.records import ArrayRecord, ConvertOptions, Result, SkippedMember, Task
+from zconvert.core.convert_options import ConvertOptions
+from zconvert.core.records import ArrayRecord, Result, SkippedMember, Task
 from zconvert.run.manifest import (
     INDEX_ROWS_PER_LINE,
     index_row,

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 import zconvert
+from zconvert.core.convert_options import ConvertOptions
 from zconvert.core.errors import ConfigError
 from zconvert.core.options import declared_options
-from zconvert.core.records import ConvertOptions
 from zconvert.run.config import KEYS, OPTIONS, build_config
 from zconvert.run.dryrun import plan_run
 from zconvert.run.fingerprint import options_fingerprint

@@ -15,7 +15,7 @@ import pytest
 import zarr
 
 import zconvert
-from zconvert.core.records import ConvertOptions
+from zconvert.core.convert_options import ConvertOptions
 from zconvert.core.storage import discover, is_url, join
 from zconvert.run.manifest import read_manifest
 

@@ -19,7 +19,7 @@ import zarr
 
 import zconvert
 from zconvert import sinks
-from zconvert.core.records import ConvertOptions
+from zconvert.core.convert_options import ConvertOptions
 from zconvert.sinks import ArraySpec, open_sink
 from zconvert.sinks.codecs import PRESETS
 

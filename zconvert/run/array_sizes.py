@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ..core.records import ConvertOptions, default_chunk_rows
+from ..core.convert_options import ConvertOptions, default_chunk_rows
 
 
 @dataclass(frozen=True)

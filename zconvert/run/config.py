@@ -13,10 +13,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from ..core.convert_options import ConvertOptions, default_chunk_rows
 from ..core.dtypes import dtype_itemsize, parse_dtype, parse_shape
 from ..core.errors import ConfigError
 from ..core.options import Option, declared_options, option
-from ..core.records import ConvertOptions, default_chunk_rows
 from ..core.storage import as_path
 from .member_rules import parse_member_rules
 

@@ -11,9 +11,9 @@ import hashlib
 import json
 from typing import Any
 
+from ..core.convert_options import ConvertOptions, run_chunk_rows
 from ..core.dtypes import canonical_dtype
 from ..core.options import Option, declared_options
-from ..core.records import ConvertOptions, run_chunk_rows
 
 OPTIONS_ATTR = "zconvert_options"
 

@@ -12,7 +12,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict
 from typing import Any
 
-from ..core.records import ConvertOptions, Result, run_chunk_rows
+from ..core.convert_options import ConvertOptions, run_chunk_rows
+from ..core.records import Result
 from ..core.storage import is_url, join
 
 MANIFEST_NAME = "manifest.json"

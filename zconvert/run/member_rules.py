@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ..core.convert_options import MemberRule
 from ..core.dtypes import parse_dtype, parse_shape
 from ..core.errors import ConfigError
-from ..core.records import MemberRule
 
 RULE_KEYS = ("match", "dtype", "shape")
 

@@ -11,8 +11,9 @@ from collections.abc import Iterable, Iterator
 from typing import Any, NamedTuple
 
 from .._version import __version__
+from ..core.convert_options import ConvertOptions
 from ..core.errors import ConfigError
-from ..core.records import DAMAGED, ORPHAN, SERVING, ConvertOptions, Result, Task
+from ..core.records import DAMAGED, ORPHAN, SERVING, Result, Task
 from ..core.storage import is_url, join
 from .fingerprint import options_digest
 from .manifest import (

@@ -19,7 +19,7 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ..core.records import ConvertOptions
+from ..core.convert_options import ConvertOptions
 
 if TYPE_CHECKING:  # the parent process plans with this module and never needs numpy
     import numpy as np

@@ -41,7 +41,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from ..core.records import ConvertOptions
+from ..core.convert_options import ConvertOptions
 from . import ArraySpec, chunk_encoder, write_mapped
 from .atomic import publish, remove_path, temp_sibling
 from .codecs import get_preset

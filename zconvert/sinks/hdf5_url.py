@@ -14,7 +14,7 @@ import shutil
 import tempfile
 from typing import Any
 
-from ..core.records import ConvertOptions
+from ..core.convert_options import ConvertOptions
 from ..core.storage import upload
 from .hdf5 import HDF5Sink
 

@@ -40,7 +40,7 @@ from typing import Any
 import google_crc32c
 import numpy as np
 
-from ..core.records import ConvertOptions
+from ..core.convert_options import ConvertOptions
 from . import ArraySpec, chunk_encoder, write_mapped
 from ._consolidated import root_documents
 from .atomic import publish, remove_path, temp_sibling

@@ -30,7 +30,7 @@ from zarr.core.buffer import Buffer, BufferPrototype, default_buffer_prototype
 from zarr.core.sync import sync
 from zarr.storage import FsspecStore, WrapperStore
 
-from ..core.records import ConvertOptions
+from ..core.convert_options import ConvertOptions
 from ..core.storage import remove_tree
 from . import ArraySpec
 from ._consolidated import root_documents

@@ -13,8 +13,9 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from ..core.convert_options import ConvertOptions, MemberRule
 from ..core.errors import ArchiveError
-from ..core.records import ConvertOptions, MemberRule, SkippedMember
+from ..core.records import SkippedMember
 from .archive import MemberReader
 from .members import Member, check_member, glob_matches, select_members
 from .npy import MAGIC, NpyHeader, is_npy, read_header

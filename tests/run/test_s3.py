@@ -269,3 +269,59 @@ def test_orphans_and_failures_on_s3_leave_every_view(tmp_path, s3):
     assert report.pruned == [f"{out}/sub/a1.zarr"] and not s3.keys("out/sub/a1.zarr")
     stores = read_manifest(out, opts)["stores"]
     assert [e["relpath"] for e in stores] == ["sub/a0.zarr", "sub/a2.zarr"]
+
+
+def test_archive_metadata_on_s3_is_skipped_as_on_disk(tmp_path, s3):
+    _seed(tmp_path, s3, n=1, rows=100)
+    apple = tmp_path / "._a0.zip"
+    apple.write_bytes(b"\x00\x05\x16\x07" + bytes(4092))  # an AppleDouble twin, not a ZIP
+    s3.upload(apple, "in/sub/._a0.zip")
+    s3.upload(apple, "in/__MACOSX/sub/._a0.zip")
+    report = zconvert.convert(s3.url("in/"), s3.url("out"), storage_options=s3.storage_options)
+    assert report.ok and [r.relpath for r in report.results] == ["sub/a0.zarr"]
+    assert [rel for _, rel in discover(s3.url("in/"), s3.storage_options)] == ["sub/a0.zip"]
+
+
+def test_output_to_a_missing_bucket_is_refused_before_any_work(tmp_path, s3):
+    _seed(tmp_path, s3, n=1, rows=100)
+    env = {**__import__("os").environ, "AWS_ENDPOINT_URL": s3.endpoint}
+    env.update({"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"})
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "zconvert",
+            "convert",
+            s3.url("in/"),
+            "-o",
+            "s3://no-such-bucket/out",
+            "--storage-options",
+            json.dumps(s3.storage_options),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "bucket no-such-bucket does not exist" in lines[0]
+    assert "Traceback" not in proc.stderr and "failed:" not in proc.stderr
+    plan = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "zconvert",
+            "plan",
+            s3.url("in/"),
+            "-o",
+            "s3://no-such-bucket/out",
+            "--storage-options",
+            json.dumps(s3.storage_options),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert plan.returncode == 2 and "does not exist" in plan.stderr

@@ -87,6 +87,25 @@ def full_url(fs: Any, path: str) -> str:
     return fs.unstrip_protocol(path)
 
 
+def searched_archive(relpath: str) -> bool:
+    """Whether a search of a folder or URL prefix takes the file at `relpath` ('/'-separated,
+    below the searched root) for an archive: ARCHIVE_SUFFIXES in any case, and not macOS
+    metadata (an AppleDouble twin `._a.zip`, anything under `__MACOSX/`). The one rule of
+    local and URL discovery."""
+    parts = relpath.split("/")
+    name = parts[-1]
+    return (
+        name.lower().endswith(ARCHIVE_SUFFIXES)
+        and not name.startswith("._")
+        and "__MACOSX" not in parts[:-1]
+    )
+
+
+def search_order(relpath: str) -> str:
+    """The sort key of found archives, local and URL alike: by path components."""
+    return relpath.replace("/", "\0")
+
+
 def discover(url: str, storage_options: Mapping[str, Any] | None = None) -> list[tuple[str, str]]:
     """(archive URL, path below the input root) pairs for one input URL, sorted.
 
@@ -100,17 +119,21 @@ def discover(url: str, storage_options: Mapping[str, Any] | None = None) -> list
     if any(c in stripped for c in _GLOB_CHARS):
         first = min(stripped.index(c) for c in _GLOB_CHARS if c in stripped)
         root = stripped[:first].rsplit("/", 1)[0]
-        for path in sorted(fs.glob(stripped)):
-            if path.lower().endswith(ARCHIVE_SUFFIXES) and fs.isfile(path):
-                found.append((full_url(fs, path), posixpath.relpath(path, root)))
+        for path in fs.glob(stripped):
+            rel = posixpath.relpath(path, root)
+            if searched_archive(rel) and fs.isfile(path):
+                found.append((full_url(fs, path), rel))
+        found.sort(key=lambda item: search_order(item[1]))
         if not found:
             raise ConfigError("inputs", f"{url} matches no .zip or .npz archive")
         return found
     root = stripped.rstrip("/")
     if url.endswith("/") or fs.isdir(root):
-        for path in sorted(fs.find(root)):
-            if path.lower().endswith(ARCHIVE_SUFFIXES):
-                found.append((full_url(fs, path), posixpath.relpath(path, root)))
+        for path in fs.find(root):
+            rel = posixpath.relpath(path, root)
+            if searched_archive(rel):
+                found.append((full_url(fs, path), rel))
+        found.sort(key=lambda item: search_order(item[1]))
         if not found and not fs.exists(root):
             raise ConfigError("inputs", f"{url} does not exist")
         return found
@@ -135,6 +158,32 @@ def source_stat(url: str, storage_options: Mapping[str, Any] | None = None) -> t
     elif isinstance(mtime, (int, float)):
         mtime_ns = int(mtime * 1e9)
     return int(info.get("size") or 0), mtime_ns
+
+
+def check_output_place(url: str, storage_options: Mapping[str, Any] | None = None) -> None:
+    """Refuse, before any work, an output URL whose root cannot be written: a bucket that does
+    not exist, credentials that cannot see it, an endpoint that does not answer (ConfigError,
+    one line naming the URL and the fix)."""
+    fs = filesystem(url, storage_options)
+    root = fs._strip_protocol(url).strip("/").split("/", 1)[0]
+    if not root:
+        return  # a filesystem with no buckets (memory://): nothing to check
+    try:
+        found = fs.exists(root)
+    except PermissionError as exc:
+        raise ConfigError(
+            "output", f"{url}: access denied to {root} ({exc}); check the credentials"
+        ) from None
+    except Exception as exc:  # unreachable endpoint, bad credentials: the backend's own types
+        raise ConfigError(
+            "output", f"{url}: cannot reach {root} ({type(exc).__name__}: {exc})"
+        ) from None
+    if not found:
+        raise ConfigError(
+            "output",
+            f"{url}: the bucket {root} does not exist (or these credentials cannot see it); "
+            "create it, or fix the URL",
+        )
 
 
 def exists(url: str, storage_options: Mapping[str, Any] | None = None) -> bool:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from ..core.errors import ConfigError
 from ..core.records import Result, Task
-from ..core.storage import is_url
+from ..core.storage import check_output_place, is_url
 from .config import RunConfig
 from .run_manifest import Orphan, RunManifest
 
@@ -21,6 +21,7 @@ def output_root(config: RunConfig) -> str:
     """OUT as the run names it: an absolute folder, or a URL prefix. An existing path that is
     not a folder is refused before any work (a run would fail on every archive)."""
     if is_url(config.output):
+        check_output_place(config.output, config.storage_options)
         return config.output.rstrip("/")  # object stores have no folders to create
     out = os.path.abspath(os.path.expanduser(config.output))
     if os.path.lexists(out) and not os.path.isdir(out):

@@ -7,7 +7,7 @@ from typing import Any
 
 from ..core.errors import ConfigError
 from ..core.records import Task
-from ..core.storage import ARCHIVE_SUFFIXES, is_url
+from ..core.storage import ARCHIVE_SUFFIXES, is_url, search_order, searched_archive
 from ..sinks import SUFFIXES
 from .config import RunConfig
 
@@ -23,16 +23,16 @@ def discover(inputs: tuple[str, ...]) -> list[tuple[str, str]]:
         if os.path.isdir(path):
             archives = []
             for parent, dirs, files in os.walk(path):
-                dirs[:] = [d for d in dirs if d != "__MACOSX"]
+                dirs[:] = [d for d in dirs if d != "__MACOSX"]  # searched_archive's rule, early
                 below = os.path.relpath(parent, path).replace(os.sep, "/")
                 prefix = "" if below == "." else below + "/"
                 folder = parent if parent.endswith(os.sep) else parent + os.sep
                 archives.extend(
                     (prefix + name, folder + name)
                     for name in files
-                    if name.lower().endswith(ARCHIVE_SUFFIXES) and not name.startswith("._")
+                    if searched_archive(prefix + name)
                 )
-            archives.sort(key=lambda item: item[0].replace("/", "\0"))  # as by path components
+            archives.sort(key=lambda item: search_order(item[0]))
             found.extend((archive, rel) for rel, archive in archives)
         elif os.path.isfile(path):
             found.append((path, os.path.basename(path)))

@@ -261,7 +261,7 @@ def test_orphans_and_failures_on_s3_leave_every_view(tmp_path, s3):
     assert not s3.keys("out/sub/a2.zarr")
     stores = read_manifest(out, opts)["stores"]
     assert {e["relpath"]: e["status"] for e in stores} == {
-        "sub/a0.zarr": "converted",
+        "sub/a0.zarr": "skipped",  # resumed: current on S3
         "sub/a1.zarr": "orphan",
         "sub/a2.zarr": "failed",
     }
@@ -325,3 +325,38 @@ def test_output_to_a_missing_bucket_is_refused_before_any_work(tmp_path, s3):
         env=env,
     )
     assert plan.returncode == 2 and "does not exist" in plan.stderr
+
+
+@pytest.mark.parametrize(("fmt", "zarr_format"), [("zarr", 3), ("zarr", 2), ("hdf5", 3)])
+def test_rerun_on_s3_skips_current_stores_and_redoes_the_rest(tmp_path, s3, fmt, zarr_format):
+    data = _seed(tmp_path, s3, n=3, rows=1000)
+    out, opts = s3.url("out"), s3.storage_options
+    run = dict(format=fmt, zarr_format=zarr_format, storage_options=opts)
+    assert len(zconvert.convert(s3.url("in/"), out, **run).converted) == 3
+    again = zconvert.convert(s3.url("in/"), out, **run)
+    assert len(again.skipped) == 3 and not again.converted  # resumed from the manifest alone
+    # a replaced archive (a new ETag) is redone; so is a store whose root document is gone
+    # (as after a run killed before its commit): its chunks alone are not a store
+    replaced = make_zip(tmp_path / "new.zip", {"blob1.bin": float_rows(7, seed=9)})
+    s3.upload(replaced, "in/sub/a1.zip")
+    suffix = ".h5" if fmt == "hdf5" else ".zarr"
+    if fmt == "zarr":
+        root = "zarr.json" if zarr_format == 3 else ".zgroup"
+        s3.fs().rm(f"{s3.bucket}/out/sub/a2{suffix}/{root}")
+    third = zconvert.convert(s3.url("in/"), out, **run)
+    redone = sorted(r.relpath for r in third.converted)
+    assert redone == (
+        [f"sub/a1{suffix}", f"sub/a2{suffix}"] if fmt == "zarr" else [f"sub/a1{suffix}"]
+    )
+    assert len(third.skipped) == 3 - len(redone)
+    assert data  # the seed's arrays were uploaded
+
+
+def test_local_archives_to_s3_rerun_skips(tmp_path, s3):
+    folder = tmp_path / "local"
+    for i in range(2):
+        make_zip(folder / f"b{i}.zip", {f"m{i}.bin": float_rows(100, seed=i)})
+    out = s3.url("out-local")
+    zconvert.convert(folder, out, storage_options=s3.storage_options)
+    again = zconvert.convert(folder, out, storage_options=s3.storage_options)
+    assert len(again.skipped) == 2 and not again.converted

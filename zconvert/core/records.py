@@ -128,7 +128,8 @@ class Result:
     # it was converted, and the digest of the options it was converted with (fingerprint.py).
     source_size: int | None = None
     source_mtime_ns: int | None = None
-    source_ctime_ns: int | None = None
+    source_ctime_ns: int | None = None  # a local file's
+    source_etag: str | None = None  # an object's (URL archives), in place of a ctime
     options_id: str | None = None
     traceback: str | None = field(default=None, repr=False)
 

@@ -148,16 +148,24 @@ def open_input(url: str, storage_options: Mapping[str, Any] | None = None) -> Bi
     return fs.open(url, "rb", block_size=READ_BLOCK_BYTES, cache_type="readahead")
 
 
-def source_stat(url: str, storage_options: Mapping[str, Any] | None = None) -> tuple[int, int]:
-    """(size, mtime in ns or 0 when the backend has none) of a remote archive."""
-    info = filesystem(url, storage_options).info(url)
+def source_stat(
+    url: str, storage_options: Mapping[str, Any] | None = None
+) -> tuple[int, int, str | None]:
+    """(size, mtime in ns or 0 when the backend has none, ETag or None) of a remote archive:
+    what a rerun compares, as it compares a local file's size, mtime and ctime. Asked of the
+    store itself, never of fsspec's listing cache (an earlier listing of a replaced object
+    would describe the object it replaced)."""
+    fs = filesystem(url, storage_options)
+    fs.invalidate_cache(fs._strip_protocol(url))
+    info = fs.info(url)
     mtime = info.get("LastModified") or info.get("mtime") or info.get("created")
     mtime_ns = 0
     if hasattr(mtime, "timestamp"):
         mtime_ns = int(mtime.timestamp() * 1e9)
     elif isinstance(mtime, (int, float)):
         mtime_ns = int(mtime * 1e9)
-    return int(info.get("size") or 0), mtime_ns
+    etag = info.get("ETag") or info.get("etag")
+    return int(info.get("size") or 0), mtime_ns, str(etag).strip('"') if etag else None
 
 
 def check_output_place(url: str, storage_options: Mapping[str, Any] | None = None) -> None:

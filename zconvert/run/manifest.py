@@ -177,6 +177,8 @@ def recorded_options(options: ConvertOptions) -> dict[str, Any]:
     return document
 
 
+# The stamp's last part is a file's ctime, or an object's ETag (URL archives). The column's
+# name stays as it was: a changed opening line would make every earlier index unreadable.
 INDEX_COLUMNS = ["relpath", "archive", "size:mtime_ns:ctime_ns", "options_id", "status", "format"]
 _INDEX_OPENING = f'{{"columns": {json.dumps(INDEX_COLUMNS)}, "rows": ['
 _INDEX_CLOSING = " ]},"
@@ -185,7 +187,12 @@ INDEX_ROWS_PER_LINE = 1000
 
 def index_row(entry: dict[str, Any]) -> list[Any]:
     """[relpath, archive, "size:mtime:ctime" or None, options digest, status, format]."""
-    stamp = [entry.get("source_size"), entry.get("source_mtime_ns"), entry.get("source_ctime_ns")]
+    last = entry.get("source_ctime_ns")
+    stamp = [
+        entry.get("source_size"),
+        entry.get("source_mtime_ns"),
+        last if last is not None else entry.get("source_etag"),
+    ]
     return [
         entry.get("relpath", ""),
         entry.get("archive"),

@@ -115,24 +115,43 @@ class RunManifest:
             if (
                 not trust_stat
                 or options_id != digest
-                or status not in ("converted", "skipped")
+                or status not in SERVING
                 or archive != task.archive
-                or not archive.startswith(os.sep)  # a URL: no stat to trust
                 or stamp is None
+                or self._stamp_now(archive) != stamp
             ):
                 continue
-            try:
-                stat = os.stat(archive)
-            except OSError:
-                continue
-            if f"{stat.st_size}:{stat.st_mtime_ns}:{stat.st_ctime_ns}" != stamp:
-                continue
+            if is_url(task.store):
+                if not self._committed_on_object_store(task.store):
+                    continue
             # Final paths are renamed in complete: a store that exists is complete.
-            if not (relpath in in_out if "/" not in relpath else self._exists_now(task.store)):
+            elif not (relpath in in_out if "/" not in relpath else self._exists_now(task.store)):
                 continue
             found[relpath] = Result.of(task, "skipped", pid=0)  # decided here, not by a worker
         self._from_manifest = {relpath: r.store for relpath, r in found.items()}
         return found
+
+    def _stamp_now(self, archive: str) -> str | None:
+        """The archive's stamp as the manifest's index records it ("size:mtime:ctime", or
+        "size:mtime:ETag" for an object), now; None when there is none to trust."""
+        try:
+            if is_url(archive):
+                from ..core.storage import source_stat
+
+                size, mtime_ns, etag = source_stat(archive, self.storage_options)
+                return f"{size}:{mtime_ns}:{etag}" if etag else None
+            stat = os.stat(archive)
+        except (OSError, ValueError):
+            return None
+        return f"{stat.st_size}:{stat.st_mtime_ns}:{stat.st_ctime_ns}"
+
+    def _committed_on_object_store(self, store: str) -> bool:
+        """Whether a store on object storage is complete: its root document, written last
+        (sinks/zarr_url.py), exists; an HDF5 store is uploaded whole, in one object."""
+        if self.options.format == "zarr":
+            root = "zarr.json" if self.options.zarr_format == 3 else ".zgroup"
+            return store_exists(join(store, root), self.storage_options)
+        return store_exists(store, self.storage_options)
 
     def _note_orphan(self, relpath: str, archive: str | None, status: str | None) -> None:
         """An earlier entry no task of this run has: its archive was deleted, renamed or left

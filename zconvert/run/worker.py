@@ -78,7 +78,9 @@ def dimension_names(members: list[Member], shapes: list[tuple[int, ...]]) -> lis
 
 def _convert(
     task: Task,
-) -> tuple[list[ArrayRecord], list[SkippedMember], int, int, tuple[int, int, int | None]]:
+) -> tuple[
+    list[ArrayRecord], list[SkippedMember], int, int, tuple[int, int, int | None, str | None]
+]:
     options = task.options
     fileobj, zf = open_archive(task.archive, _open_remote(task))
     with fileobj, zf:
@@ -126,16 +128,18 @@ def _open_remote(task: Task) -> Any:
         raise ArchiveError(task.archive, None, "cannot open: no such object") from None
 
 
-def _source_stat(task: Task) -> tuple[int, int, int | None]:
-    """(size, mtime, ctime) of the archive in ns; ctime None for a URL. The store records size
-    and mtime; the manifest all three, so that a rerun trusts a stat only for an archive nothing
-    has touched since (restoring an mtime changes the ctime)."""
+def _source_stat(task: Task) -> tuple[int, int, int | None, str | None]:
+    """(size, mtime, ctime, ETag) of the archive, times in ns: a file has a ctime, an object
+    an ETag. The store records size and mtime; the manifest all of them, so that a rerun
+    trusts a stat only for an archive nothing has touched since (restoring an mtime changes
+    the ctime; rewriting an object changes its ETag)."""
     if is_url(task.archive):
         from ..core.storage import source_stat
 
-        return (*source_stat(task.archive, task.storage_options), None)
+        size, mtime_ns, etag = source_stat(task.archive, task.storage_options)
+        return size, mtime_ns, None, etag
     stat = os.stat(task.archive)
-    return stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns
+    return stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, None
 
 
 def _copy_member(
@@ -297,6 +301,7 @@ def convert_task(task: Task) -> Result:
         source_size=source[0],
         source_mtime_ns=source[1],
         source_ctime_ns=source[2],
+        source_etag=source[3],
         options_id=options_digest(task.options),
     )
 

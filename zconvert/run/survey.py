@@ -8,7 +8,6 @@ no longer among the inputs), the stores verify found damaged, and another layout
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 
 from ..core.errors import ConfigError
 from ..core.records import Result, Task
@@ -33,16 +32,16 @@ def output_root(config: RunConfig) -> str:
     return out
 
 
-@dataclass
 class Survey:
     """The earlier state of OUT, as the run about to start sees it."""
 
-    out: str
-    manifest: RunManifest
-    current: dict[str, Result]  # relpath -> skipped Result, decided from the manifest alone
-    old_layout: list[str]  # another format's stores, to replace (--overwrite)
-    orphans: list[Orphan]
-    damaged: set[str]  # relpaths whose store verify found damaged: to be redone
+    def __init__(self, out: str, manifest: RunManifest, current: dict[str, Result]) -> None:
+        self.out = out
+        self.manifest = manifest
+        self.current = current  # relpath -> skipped Result, decided from the manifest alone
+        self.old_layout: list[str] = []  # another format's stores, to replace (--overwrite)
+        self.orphans: list[Orphan] = list(manifest.orphans)
+        self.damaged: set[str] = set(manifest.damaged)  # relpaths verify found damaged: redo
 
     @property
     def unchanged(self) -> bool:
@@ -55,13 +54,6 @@ def survey(config: RunConfig, tasks: list[Task], out: str) -> Survey:
     """Read OUT's manifest once against the planned tasks; raises ConfigError for a folder of
     another layout without --overwrite."""
     manifest = RunManifest(out, config.options, config.storage_options)
-    current = manifest.scan(tasks, trust_stat=not config.overwrite)
-    old_layout = manifest.refuse_other_layout(config.overwrite)
-    return Survey(
-        out=out,
-        manifest=manifest,
-        current=current,
-        old_layout=old_layout,
-        orphans=list(manifest.orphans),
-        damaged=set(manifest.damaged),
-    )
+    found = Survey(out, manifest, manifest.scan(tasks, trust_stat=not config.overwrite))
+    found.old_layout = manifest.refuse_other_layout(config.overwrite)
+    return found

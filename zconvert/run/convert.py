@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from ..core.records import Result, Task
-from ..core.storage import is_url, join
+from ..core.storage import is_url
 from ..sinks.atomic import remove_path
 from ..zipread.inflate import backend_summary
 from .config import RunConfig, build_config
@@ -19,7 +19,7 @@ from .manifest import store_exists
 from .outdir import lock_output, remove_leftovers
 from .run_manifest import RunManifest
 from .survey import output_root, survey
-from .task_list import archive_size, task_list
+from .task_list import archive_size, store_path, task_list
 from .tasks import convert_archive, convert_archive_unless_current
 
 
@@ -111,10 +111,6 @@ def _with_spare_cores(tasks: list[Task], engine: str, workers: int | None) -> li
         return tasks
     options = dataclasses.replace(tasks[0].options, inflate_threads=threads)
     return [dataclasses.replace(t, options=options) for t in tasks]
-
-
-def _store_path(out: str, relpath: str) -> str:
-    return join(out, relpath) if is_url(out) else os.path.join(out, *relpath.split("/"))
 
 
 def _remove_store(store: str, config: RunConfig) -> None:
@@ -213,7 +209,7 @@ def run(
         found = survey(config, tasks, out)
         manifest = found.manifest
         for relpath in found.old_layout:  # --overwrite replaces the old layout's stores
-            _remove_store(_store_path(out, relpath), config)
+            _remove_store(store_path(out, relpath), config)
         if found.old_layout and not remote and config.options.format != "hdf5":
             # virtual_dataset.COMBINED_NAME, written by HDF5 runs only
             remove_path(os.path.join(out, "all.h5"))

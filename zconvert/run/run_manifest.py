@@ -29,10 +29,21 @@ from .manifest import (
     store_exists,
     write_atomic,
 )
+from .task_list import store_path
 
 # Requests to object storage in flight at once while a rerun decides (fsspec runs them on its
 # event loop; threads only wait for them).
 REMOTE_REQUESTS = 16
+
+
+def file_stamp(path: str) -> str | None:
+    """A local archive's stamp as the manifest's index records it, "size:mtime:ctime"; None
+    when it cannot be stat'ed."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return f"{stat.st_size}:{stat.st_mtime_ns}:{stat.st_ctime_ns}"
 
 
 class Orphan(NamedTuple):
@@ -129,11 +140,7 @@ class RunManifest:
             if remote_out or not archive.startswith(os.sep):  # a URL, archive or store
                 remote.append((task, stamp))  # asked of the object store below, many at once
                 continue
-            try:
-                stat = os.stat(archive)
-            except OSError:
-                continue
-            if f"{stat.st_size}:{stat.st_mtime_ns}:{stat.st_ctime_ns}" != stamp:
+            if file_stamp(archive) != stamp:
                 continue
             # Final paths are renamed in complete: a store that exists is complete.
             if not (relpath in in_out if "/" not in relpath else self._exists_now(task.store)):
@@ -169,16 +176,15 @@ class RunManifest:
     def _stamp_now(self, archive: str) -> str | None:
         """The archive's stamp as the manifest's index records it ("size:mtime:ctime", or
         "size:mtime:ETag" for an object), now; None when there is none to trust."""
-        try:
-            if is_url(archive):
-                from ..core.storage import source_stat
+        if not is_url(archive):
+            return file_stamp(archive)
+        from ..core.storage import source_stat
 
-                size, mtime_ns, etag = source_stat(archive, self.storage_options)
-                return f"{size}:{mtime_ns}:{etag}" if etag else None
-            stat = os.stat(archive)
+        try:
+            size, mtime_ns, etag = source_stat(archive, self.storage_options)
         except (OSError, ValueError):
             return None
-        return f"{stat.st_size}:{stat.st_mtime_ns}:{stat.st_ctime_ns}"
+        return f"{size}:{mtime_ns}:{etag}" if etag else None
 
     def _committed_on_object_store(self, store: str) -> bool:
         """Whether a store on object storage is complete: its root document, written last
@@ -192,7 +198,7 @@ class RunManifest:
         """An earlier entry no task of this run has: its archive was deleted, renamed or left
         out of the inputs. Its store, if still there, is an orphan: kept on disk (until
         --prune), out of every view; a failure's entry, or a store gone, is dropped."""
-        store = self._store_path(relpath)
+        store = store_path(self.out, relpath)
         exists = status != "failed" and self._store_exists(store)
         if exists:
             self.orphans.append(Orphan(relpath, archive or "", store))
@@ -205,11 +211,6 @@ class RunManifest:
         if gone:
             self.views_changed = True
         return gone
-
-    def _store_path(self, relpath: str) -> str:
-        if is_url(self.out):
-            return join(self.out, relpath)
-        return os.path.join(self.out, *relpath.split("/"))
 
     def _store_exists(self, store: str) -> bool:
         if is_url(store):
@@ -265,10 +266,7 @@ class RunManifest:
             return False
         if entry.get("status") == "failed":
             return True
-        store = entry.get("store", "")
-        if is_url(store):
-            return store_exists(store, self.storage_options)
-        return self._exists_now(store)
+        return self._store_exists(entry.get("store", ""))
 
     def write(self, results: Iterable[Result], complete: bool = True) -> str:
         """Merge `results` (this run's so far) with the earlier entries and write the manifest

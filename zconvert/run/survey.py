@@ -14,16 +14,17 @@ from ..core.records import Result, Task
 from ..core.storage import check_output_place, is_url
 from .config import RunConfig
 from .run_manifest import Orphan, RunManifest
+from .task_list import output_path
 
 
 def output_root(config: RunConfig) -> str:
-    """OUT as the run names it: an absolute folder, or a URL prefix. An existing path that is
-    not a folder is refused before any work (a run would fail on every archive)."""
-    if is_url(config.output):
-        check_output_place(config.output, config.storage_options)
-        return config.output.rstrip("/")  # object stores have no folders to create
-    out = os.path.abspath(os.path.expanduser(config.output))
-    if os.path.lexists(out) and not os.path.isdir(out):
+    """OUT as the run names it (task_list.output_path), checked before any work: a bucket that
+    cannot be written, or an existing path that is not a folder, is refused (a run would fail
+    on every archive)."""
+    out = output_path(config)
+    if is_url(out):
+        check_output_place(out, config.storage_options)
+    elif os.path.lexists(out) and not os.path.isdir(out):
         raise ConfigError(
             "output",
             f"{out} exists and is not a folder; name a folder for the stores (it is created "

@@ -7,7 +7,7 @@ from typing import Any
 
 from ..core.errors import ConfigError
 from ..core.records import Task
-from ..core.storage import ARCHIVE_SUFFIXES, is_url, search_order, searched_archive
+from ..core.storage import ARCHIVE_SUFFIXES, is_url, join, search_order, searched_archive
 from ..sinks import SUFFIXES
 from .config import RunConfig
 
@@ -75,12 +75,23 @@ def _relpath(below_root: str, fmt: str) -> str:
     return os.path.splitext(below_root)[0] + SUFFIXES[fmt]
 
 
+def output_path(config: RunConfig) -> str:
+    """OUT as the run names it: an absolute folder, or a URL prefix without its last '/'."""
+    if is_url(config.output):
+        return config.output.rstrip("/")  # object stores have no folders to create
+    return os.path.abspath(os.path.expanduser(config.output))
+
+
+def store_path(out: str, relpath: str) -> str:
+    """Where the store `relpath` ('/'-separated, below OUT) is: a path, or a URL."""
+    if is_url(out):
+        return join(out, relpath)
+    return out + os.sep + relpath if os.sep == "/" else os.path.join(out, *relpath.split("/"))
+
+
 def task_list(config: RunConfig) -> list[Task]:
     """One Task per archive, in a stable order; two archives aiming at one store are refused."""
-    url_out = is_url(config.output)
-    out = (
-        config.output.rstrip("/") if url_out else os.path.abspath(os.path.expanduser(config.output))
-    )
+    out = output_path(config)
     storage_options = config.storage_options
     tasks: list[Task] = []
     claimed: dict[str, str] = {}
@@ -104,7 +115,7 @@ def task_list(config: RunConfig) -> list[Task]:
         tasks.append(
             Task(
                 archive=archive,
-                store=f"{out}/{rel}" if url_out else out + os.sep + rel,
+                store=store_path(out, rel),
                 relpath=rel,
                 options=config.options,
                 storage_options=storage_options,

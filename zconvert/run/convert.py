@@ -19,7 +19,7 @@ from .manifest import store_exists
 from .outdir import lock_output, remove_leftovers
 from .run_manifest import RunManifest
 from .survey import output_root, survey
-from .task_list import archive_size, store_path, task_list
+from .task_list import archive_size, store_locator, task_list
 from .tasks import convert_archive, convert_archive_unless_current
 
 
@@ -209,7 +209,7 @@ def run(
         found = survey(config, tasks, out)
         manifest = found.manifest
         for relpath in found.old_layout:  # --overwrite replaces the old layout's stores
-            _remove_store(store_path(out, relpath), config)
+            _remove_store(store_locator(out)(relpath), config)
         if found.old_layout and not remote and config.options.format != "hdf5":
             # virtual_dataset.COMBINED_NAME, written by HDF5 runs only
             remove_path(os.path.join(out, "all.h5"))

@@ -29,7 +29,7 @@ from .manifest import (
     store_exists,
     write_atomic,
 )
-from .task_list import store_path
+from .task_list import store_locator
 
 # Requests to object storage in flight at once while a rerun decides (fsspec runs them on its
 # event loop; threads only wait for them).
@@ -198,7 +198,7 @@ class RunManifest:
         """An earlier entry no task of this run has: its archive was deleted, renamed or left
         out of the inputs. Its store, if still there, is an orphan: kept on disk (until
         --prune), out of every view; a failure's entry, or a store gone, is dropped."""
-        store = store_path(self.out, relpath)
+        store = store_locator(self.out)(relpath)
         exists = status != "failed" and self._store_exists(store)
         if exists:
             self.orphans.append(Orphan(relpath, archive or "", store))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 from ..core.errors import ConfigError
@@ -82,16 +83,20 @@ def output_path(config: RunConfig) -> str:
     return os.path.abspath(os.path.expanduser(config.output))
 
 
-def store_path(out: str, relpath: str) -> str:
-    """Where the store `relpath` ('/'-separated, below OUT) is: a path, or a URL."""
+def store_locator(out: str) -> Callable[[str], str]:
+    """Where each store below OUT is: relpath ('/'-separated) -> a path, or a URL. Whether
+    OUT is a URL is decided once: a run names 100,000 stores and more."""
     if is_url(out):
-        return join(out, relpath)
-    return out + os.sep + relpath if os.sep == "/" else os.path.join(out, *relpath.split("/"))
+        return lambda relpath: join(out, relpath)
+    if os.sep == "/":
+        prefix = out + "/"
+        return lambda relpath: prefix + relpath
+    return lambda relpath: os.path.join(out, *relpath.split("/"))
 
 
 def task_list(config: RunConfig) -> list[Task]:
     """One Task per archive, in a stable order; two archives aiming at one store are refused."""
-    out = output_path(config)
+    store_at = store_locator(output_path(config))
     storage_options = config.storage_options
     tasks: list[Task] = []
     claimed: dict[str, str] = {}
@@ -115,7 +120,7 @@ def task_list(config: RunConfig) -> list[Task]:
         tasks.append(
             Task(
                 archive=archive,
-                store=store_path(out, rel),
+                store=store_at(rel),
                 relpath=rel,
                 options=config.options,
                 storage_options=storage_options,

@@ -49,7 +49,7 @@ def main() -> int:
     import numpy as np
 
     import zconvert
-    from zconvert.run.manifest import read_results
+    from zconvert.stores.manifest import read_results
 
     results = read_results(args.out)
     first = results[0]

@@ -19,9 +19,10 @@ MAY_IMPORT = {
     "core": set(),
     "zipread": {"core"},
     "sinks": {"core"},
-    "run": {"core", "zipread", "sinks"},
-    "read": {"core", "zipread", "sinks", "run"},
-    "cli": {"core", "zipread", "sinks", "run", "read"},
+    "stores": {"core", "sinks"},
+    "run": {"core", "zipread", "sinks", "stores"},
+    "read": {"core", "zipread", "sinks", "stores"},
+    "cli": {"core", "zipread", "sinks", "stores", "run", "read"},
 }
 # The package's own files: the public API, `python -m zconvert`, the version every stage reads.
 TOP_LEVEL = {"__init__.py", "__main__.py", "_version.py"}

@@ -14,8 +14,8 @@ if TYPE_CHECKING:
     from .core.errors import ArchiveError, ConfigError, StoreError, ZconvertError
     from .read.combine import open_all
     from .read.readers import StoreRef, array_names, open, open_memmap, refs
-    from .read.verify import verify
     from .run.convert import Report, convert
+    from .run.verify import verify
 
 _LAZY = {
     "convert": "zconvert.run.convert",
@@ -30,7 +30,7 @@ _LAZY = {
     "ConfigError": "zconvert.core.errors",
     "ArchiveError": "zconvert.core.errors",
     "StoreError": "zconvert.core.errors",
-    "verify": "zconvert.read.verify",
+    "verify": "zconvert.run.verify",
 }
 
 __all__ = [

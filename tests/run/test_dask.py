@@ -14,8 +14,8 @@ from zconvert.cli.commands import main
 from zconvert.core.records import Result, Task
 from zconvert.run.config import build_config
 from zconvert.run.executors import get_executor
-from zconvert.run.manifest import read_manifest
 from zconvert.run.worker import convert_task
+from zconvert.stores.manifest import read_manifest
 
 from .._s3 import S3, s3_fixture, s3_server  # noqa: F401  (fixtures)
 from ..conftest import corrupt_crc, float_rows, make_zip

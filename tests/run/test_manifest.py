@@ -10,7 +10,8 @@ import pytest
 
 from zconvert.core.convert_options import ConvertOptions
 from zconvert.core.records import ArrayRecord, Result, SkippedMember, Task
-from zconvert.run.manifest import (
+from zconvert.run.run_manifest import RunManifest
+from zconvert.stores.manifest import (
     INDEX_ROWS_PER_LINE,
     index_row,
     iter_manifest,
@@ -18,7 +19,6 @@ from zconvert.run.manifest import (
     read_rerun_index,
     read_results,
 )
-from zconvert.run.run_manifest import RunManifest
 
 
 def _result(i: int, out: Path, status: str = "converted") -> Result:

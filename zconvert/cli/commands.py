@@ -105,8 +105,9 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
-    from ..read.inspect import UNFINISHED, is_unfinished_folder
-    from ..read.verify import verify
+    from ..read.inspect import UNFINISHED
+    from ..run.verify import verify
+    from ..stores.folder import is_unfinished_folder
 
     if args.workers is not None and args.workers < 1:
         log.error("error: --workers: %s is not a positive number of processes", args.workers)

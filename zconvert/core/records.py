@@ -48,6 +48,8 @@ class StoreCheck:
     format: str  # "" when not known from a manifest
     expected: tuple[ArrayRecord, ...] | None = None
     sources: bool = False  # re-read the source archives too
+    # fsspec options for a store by URL, as Task's: never in repr.
+    storage_options: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     # What executors ask of any item (see run/executors): its key, what to size it by, and
     # what it comes back as when its worker died.

@@ -168,27 +168,33 @@ def source_stat(
     return int(info.get("size") or 0), mtime_ns, str(etag).strip('"') if etag else None
 
 
-def check_output_place(url: str, storage_options: Mapping[str, Any] | None = None) -> None:
-    """Refuse, before any work, an output URL whose root cannot be written: a bucket that does
-    not exist, credentials that cannot see it, an endpoint that does not answer (ConfigError,
-    one line naming the URL and the fix)."""
+def check_output_place(
+    url: str, storage_options: Mapping[str, Any] | None = None, key: str | None = "output"
+) -> None:
+    """Refuse, before any work, a URL whose bucket cannot be reached: a bucket that does not
+    exist, credentials that cannot see it, an endpoint that does not answer, a protocol whose
+    package is missing (ConfigError, one line naming the URL and the fix). `key`: the option
+    the URL was given as (None for a path a command reads)."""
     fs = filesystem(url, storage_options)
     root = fs._strip_protocol(url).strip("/").split("/", 1)[0]
     if not root:
         return  # a filesystem with no buckets (memory://): nothing to check
     try:
-        found = fs.exists(root)
+        fs.info(root)  # not exists(): s3fs answers False for an endpoint that does not answer
+        found = True
+    except FileNotFoundError:
+        found = False
     except PermissionError as exc:
         raise ConfigError(
-            "output", f"{url}: access denied to {root} ({exc}); check the credentials"
+            key, f"{url}: access denied to {root} ({exc}); check the credentials"
         ) from None
     except Exception as exc:  # unreachable endpoint, bad credentials: the backend's own types
         raise ConfigError(
-            "output", f"{url}: cannot reach {root} ({type(exc).__name__}: {exc})"
+            key, f"{url}: cannot reach {root} ({type(exc).__name__}: {exc})"
         ) from None
     if not found:
         raise ConfigError(
-            "output",
+            key,
             f"{url}: the bucket {root} does not exist (or these credentials cannot see it); "
             "create it, or fix the URL",
         )

@@ -1,2 +1,2 @@
-"""Reading what a run wrote: open by path, memory maps, StoreRef, open_all, inspect and verify.
-May import core, zipread, sinks and run."""
+"""Reading what a run wrote, by local path or URL: open, memory maps, StoreRef, refs, open_all
+and inspect. May import core, zipread, sinks and stores."""

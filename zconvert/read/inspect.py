@@ -12,9 +12,18 @@ from typing import Any
 
 from ..core.errors import StoreError
 from ..core.records import DAMAGED, ORPHAN
-from ..core.storage import as_path
-from ..run.manifest import MANIFEST_NAME, iter_manifest
-from ..sinks.layout import SKIPPED_ATTR, read_skipped_members, store_format
+from ..core.storage import as_path, is_url
+from ..sinks.layout import SKIPPED_ATTR, read_skipped_members
+from ..stores.folder import (
+    absolute,
+    is_output_folder,
+    is_unfinished_folder,
+    store_location,
+    stores_exist,
+    stores_in,
+)
+from ..stores.manifest import iter_manifest
+from ..stores.opened import Options, opened_store, plain, refuse_bad_place, zarr_format_of
 
 # HDF5 Blosc filter: compressor code -> name (the filter's 7th parameter).
 _BLOSC_CODES = {0: "blosclz", 1: "lz4", 2: "lz4hc", 3: "snappy", 4: "zlib", 5: "zstd"}
@@ -60,18 +69,6 @@ def _hdf5_codec(dset: Any) -> str:
     return "+".join(parts) or "none"
 
 
-def _plain(value: Any) -> Any:
-    """numpy values from HDF5 attributes -> Python values (for JSON and printing): a scalar
-    to its value, an array (of any size, one element too) to a list."""
-    import numpy as np
-
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
 def _row(
     name: str,
     shape: Any,
@@ -98,68 +95,38 @@ def _row(
         "nbytes": nbytes,
         "stored_bytes": stored,
         "ratio": round(nbytes / stored, 3) if nbytes and stored else None,
-        "source_archive": _plain(attrs.get("source_archive")),
-        "member": _plain(attrs.get("member")),
-        "crc32": _plain(attrs.get("crc32")),
+        "source_archive": plain(attrs.get("source_archive")),
+        "member": plain(attrs.get("member")),
+        "crc32": plain(attrs.get("crc32")),
     }
 
 
-def inspect_store(store: str | os.PathLike[str]) -> dict[str, Any]:
-    """One store's format, attributes and a record per array, read from the store itself."""
-    path = as_path(store)
-    fmt = store_format(path)
-    arrays = []
-    if fmt == "zarr":
-        import zarr
+def inspect_store(store: str | os.PathLike[str], storage_options: Options = None) -> dict[str, Any]:
+    """One store's format, attributes and a record per array, read from the store itself (by
+    path or URL)."""
+    path = absolute(as_path(store))
+    with opened_store(path, storage_options=storage_options) as (attrs, stored, handles):
+        arrays = []
+        hdf5 = any(hasattr(h, "file") for h in handles.values())
+        for a in stored:
+            handle = handles[a.name]
+            codec = _hdf5_codec(handle) if hdf5 else _zarr_codec(handle)
+            chunks = handle.chunks if hdf5 else a.chunks  # None: a contiguous HDF5 dataset
+            row = _row(a.name, a.shape, a.dtype, chunks, codec, a.stored_bytes, a.attrs, a.shards)
+            arrays.append(row)
+        fmt_name = "hdf5" if hdf5 else f"zarr {zarr_format_of(path, storage_options)}"
+    if not handles:  # no arrays: ask the store itself what it is
+        from ..stores.opened import store_format
 
-        group = zarr.open_group(path, mode="r")
-        attrs = dict(group.attrs)
-        version = group.metadata.zarr_format
-        for name, node in sorted(group.members(max_depth=None)):
-            if isinstance(node, zarr.Array):
-                arrays.append(
-                    _row(
-                        name,
-                        node.shape,
-                        node.dtype,
-                        node.chunks,
-                        _zarr_codec(node),
-                        int(node.nbytes_stored()),
-                        node.attrs,
-                        node.shards,
-                    )
-                )
-        fmt_name = f"zarr {version}"
-    else:
-        import h5py
-
-        from ..sinks.hdf5_filters import load_hdf5_filters
-        from ..sinks.layout import hdf5_arrays
-
-        load_hdf5_filters()  # so that the filters' parameters read back
-
-        with h5py.File(path, "r", locking=False) as f:
-            attrs = {k: _plain(v) for k, v in f.attrs.items()}
-            for name, dset in hdf5_arrays(f):  # the netCDF dimension scales left out
-                arrays.append(
-                    _row(
-                        name,
-                        dset.shape,
-                        dset.dtype.str,
-                        dset.chunks,
-                        _hdf5_codec(dset),
-                        int(dset.id.get_storage_size()),
-                        dset.attrs,
-                    )
-                )
-        fmt_name = "hdf5"
+        fmt = store_format(path, storage_options)
+        fmt_name = "hdf5" if fmt == "hdf5" else f"zarr {zarr_format_of(path, storage_options)}"
     for a in arrays:  # dtype as stored (with byte order), the way --dtype spells it
         a["dtype"] = _dtype_str(a["dtype"])
     return {
-        "store": os.path.abspath(path),
+        "store": path,
         "format": fmt_name,
-        "source_archive": _plain(attrs.get("source_archive")),
-        "zconvert_version": _plain(attrs.get("zconvert_version")),
+        "source_archive": plain(attrs.get("source_archive")),
+        "zconvert_version": plain(attrs.get("zconvert_version")),
         "arrays": arrays,
         # The same records as a run folder's manifest entries give (inspect_output).
         "skipped_members": [
@@ -181,10 +148,11 @@ UNFINISHED = (
 )
 
 
-def inspect_output(out: str | os.PathLike[str]) -> dict[str, Any]:
-    """A run folder's manifest summary and one record per store (missing stores flagged)."""
-    out = as_path(out)
-    doc, entries = iter_manifest(out)  # one entry in memory at a time
+def inspect_output(out: str | os.PathLike[str], storage_options: Options = None) -> dict[str, Any]:
+    """A run folder's manifest summary and one record per store (missing stores flagged), by
+    path or URL; the stores' existence is asked of object storage many at a time."""
+    out = absolute(as_path(out))
+    doc, entries = iter_manifest(out, storage_options)  # one entry in memory at a time
     layout = (doc.get("options") or {}).get("format")
     stores = []
     for entry in entries:
@@ -193,16 +161,12 @@ def inspect_output(out: str | os.PathLike[str]) -> dict[str, Any]:
         arrays = entry.get("arrays", [])
         nbytes = sum(a.get("nbytes", 0) for a in arrays)
         stored = sum(a.get("stored_bytes") or 0 for a in arrays)
-        status = entry.get("status")
-        if status != "failed" and not os.path.exists(entry.get("store", "")):
-            status = "missing" if status != ORPHAN else None
-        if status is None:
-            continue  # an orphan deleted since: not in the folder, nor in any view
+        relpath = entry.get("relpath") or ""
         stores.append(
             {
-                "relpath": entry.get("relpath"),
-                "store": entry.get("store"),
-                "status": status,
+                "relpath": relpath,
+                "store": store_location(out, relpath) if relpath else entry.get("store"),
+                "status": entry.get("status"),
                 "archive": entry.get("archive"),
                 "arrays": len(arrays),
                 "nbytes": nbytes,
@@ -213,11 +177,20 @@ def inspect_output(out: str | os.PathLike[str]) -> dict[str, Any]:
                 "skipped_members": entry.get("skipped_members", []),
             }
         )
+    # An orphan deleted since is not in the folder, nor in any view; any other store listed
+    # but gone is "missing".
+    held = [s for s in stores if s["status"] != "failed"]
+    for s, exists in zip(
+        held, stores_exist([s["store"] for s in held], storage_options), strict=True
+    ):
+        if not exists:
+            s["status"] = "missing" if s["status"] != ORPHAN else None
+    stores = [s for s in stores if s["status"] is not None]
     complete = doc.get("complete", True)
     written = doc.get("written")
     if not complete:  # stores its run finished after it last wrote the manifest, or killed
         listed = {s["relpath"] for s in stores}
-        unlisted = [s for s in _found_stores(out) if s["relpath"] not in listed]
+        unlisted = [s for s in _found_stores(out, storage_options) if s["relpath"] not in listed]
         stores.extend(unlisted)
     return _summary(
         out,
@@ -242,7 +215,7 @@ def _summary(
     statuses = ("converted", "skipped", "failed", "missing", "found", ORPHAN, DAMAGED)
     counts = {s: sum(e["status"] == s for e in stores) for s in statuses}
     return {
-        "output": os.path.abspath(os.fspath(out)),
+        "output": absolute(out),
         "complete": complete,
         "note": note,
         "zconvert_version": version,
@@ -256,27 +229,27 @@ def _summary(
     }
 
 
-def inspect_unfinished(out: str | os.PathLike[str]) -> dict[str, Any]:
+def inspect_unfinished(
+    out: str | os.PathLike[str], storage_options: Options = None
+) -> dict[str, Any]:
     """A run folder without manifest.json (its run was killed before writing one): the stores
     found in it, each described by its own metadata."""
-    root = os.path.abspath(os.fspath(out))
-    return _summary(root, _found_stores(root), False, None, None, {}, UNFINISHED.format(when=""))
+    root = absolute(out)
+    found = _found_stores(root, storage_options)
+    return _summary(root, found, False, None, None, {}, UNFINISHED.format(when=""))
 
 
-def _found_stores(out: str | os.PathLike[str]) -> list[dict[str, Any]]:
+def _found_stores(out: str, storage_options: Options = None) -> list[dict[str, Any]]:
     """The stores in a run folder, found by walking it, each described by its own metadata."""
-    from ..run.outdir import stores_in
-
-    root = os.path.abspath(os.fspath(out))
     stores = []
-    for store in stores_in(root):
-        info = inspect_store(store)
+    for store in stores_in(out, storage_options):
+        info = inspect_store(store, storage_options)
         arrays = info["arrays"]
         nbytes = sum(a.get("nbytes") or 0 for a in arrays)
         stored = sum(a.get("stored_bytes") or 0 for a in arrays)
         stores.append(
             {
-                "relpath": os.path.relpath(store, root),
+                "relpath": store[len(out) :].lstrip("/" + os.sep),
                 "store": store,
                 "status": "found",
                 "archive": info.get("source_archive"),
@@ -292,30 +265,20 @@ def _found_stores(out: str | os.PathLike[str]) -> list[dict[str, Any]]:
     return stores
 
 
-def is_output_folder(path: str | os.PathLike[str]) -> bool:
-    return os.path.isfile(os.path.join(os.fspath(path), MANIFEST_NAME))
-
-
-def inspect_path(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """inspect_output for a run folder (it has a manifest.json), inspect_store otherwise."""
-    path = as_path(path)
-    if is_output_folder(path):
-        return {"kind": "output", **inspect_output(path)}
-    if not os.path.exists(path):
-        raise StoreError(f"{os.fspath(path)}: no such store or run folder")
-    if is_unfinished_folder(path):
-        return {"kind": "output", **inspect_unfinished(path)}
-    return {"kind": "store", **inspect_store(path)}
-
-
-def is_unfinished_folder(path: str | os.PathLike[str]) -> bool:
-    """A folder that is not a store and has no manifest but holds zconvert's lock file or
-    stores: the output folder of a run that was killed before it wrote its manifest."""
-    from ..run.outdir import LOCK_NAME, stores_in
-
-    path = as_path(path)
-    if not os.path.isdir(path) or is_output_folder(path):
-        return False
-    if any(os.path.exists(os.path.join(path, n)) for n in ("zarr.json", ".zgroup")):
-        return False  # a Zarr store
-    return os.path.exists(os.path.join(path, LOCK_NAME)) or bool(stores_in(path))
+def inspect_path(path: str | os.PathLike[str], storage_options: Options = None) -> dict[str, Any]:
+    """inspect_output for a run folder (it has a manifest.json), inspect_store otherwise; by
+    local path or URL."""
+    path = absolute(as_path(path))
+    refuse_bad_place(path, storage_options)
+    if is_output_folder(path, storage_options):
+        return {"kind": "output", **inspect_output(path, storage_options)}
+    if not is_url(path) and not os.path.exists(path):
+        raise StoreError(f"{path}: no such store or run folder")
+    if is_unfinished_folder(path, storage_options):
+        return {"kind": "output", **inspect_unfinished(path, storage_options)}
+    try:
+        return {"kind": "store", **inspect_store(path, storage_options)}
+    except StoreError as exc:
+        if is_url(path) and str(exc).endswith("no such store"):
+            raise StoreError(f"{path}: no such store or run folder") from None
+        raise

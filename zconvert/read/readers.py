@@ -4,83 +4,66 @@ processes as StoreRefs (a path and a name, never data)."""
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from ..core.errors import StoreError
-from ..core.storage import as_path
-from ..sinks.layout import store_format
+from ..core.storage import as_path, is_url
+from ..stores import opened
+from ..stores.folder import absolute, manifest_arrays, store_location
 
 
-def array_names(store: str | os.PathLike[str]) -> list[str]:
-    """Every array in a store (or data member of a ZIP/.npz), '/'-separated, in sorted order."""
+def array_names(
+    store: str | os.PathLike[str], storage_options: Mapping[str, Any] | None = None
+) -> list[str]:
+    """Every array in a store (or data member of a ZIP/.npz), '/'-separated, in sorted order.
+    `store` may be a URL (s3://...; `storage_options` as fsspec takes them, else fsspec's
+    defaults and the environment)."""
     path = as_path(store)
     from .archive_memmap import is_archive
 
     if is_archive(path):
+        _refuse_url(path, "a ZIP/.npz by URL")
         from .archive_memmap import member_names
 
         return sorted(member_names(path))
-    if store_format(path) == "zarr":
-        import zarr
+    return opened.array_names(path, storage_options)
 
-        group = zarr.open_group(path, mode="r")
-        return sorted(
-            n for n, node in group.members(max_depth=None) if isinstance(node, zarr.Array)
+
+def _refuse_url(path: str, what: str) -> None:
+    if is_url(path):
+        raise StoreError(
+            f"{path}: {what} cannot be memory-mapped (np.memmap maps local files only); "
+            "open the store lazily with zconvert.open(), or copy it to a local disk first"
         )
-    import h5py
-
-    from ..sinks.layout import hdf5_arrays
-
-    with h5py.File(path, "r", locking=False) as f:
-        return [name for name, _ in hdf5_arrays(f)]  # the netCDF dimension scales left out
 
 
-def _pick(path: str, name: str | None) -> str:
+def _pick(path: str, name: str | None, storage_options: Mapping[str, Any] | None = None) -> str:
     if name is not None:
         return name
-    names = array_names(path)
+    names = array_names(path, storage_options)
     if len(names) != 1:
         raise StoreError(f"{path}: holds {len(names)} arrays ({', '.join(names)}); pass name=")
     return names[0]
 
 
-def open(store: str | os.PathLike[str], name: str | None = None) -> Any:
+def open(
+    store: str | os.PathLike[str],
+    name: str | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+) -> Any:
     """The array `name` of a store, lazily: a zarr.Array or an h5py.Dataset, read-only. For a
-    ZIP or .npz path: a stored member as a read-only np.memmap (see open_memmap)."""
+    ZIP or .npz path: a stored member as a read-only np.memmap (see open_memmap). `store` may
+    be a URL (s3://...): HDF5 is then read through ranges of the object."""
     path = as_path(store)
     from .archive_memmap import is_archive
 
     if is_archive(path):
         return open_memmap(path, name)
-    fmt = store_format(path)
-    name = _pick(path, name)
-    if fmt == "zarr":
-        import zarr
-
-        try:
-            return zarr.open_array(path, path=name, mode="r")
-        except (KeyError, FileNotFoundError, zarr.errors.NodeTypeValidationError) as exc:
-            raise StoreError(f"{path}: no array named {name!r}") from exc
-    import h5py
-
-    from ..sinks.hdf5_filters import load_hdf5_filters
-
-    load_hdf5_filters()  # the Blosc/Zstd filters compressed datasets need
-
-    # locking=False: a reader never blocks, or is blocked by, another reader or a writer.
-    f = h5py.File(path, "r", locking=False)
-    try:
-        dset = f[name]
-    except KeyError:
-        f.close()
-        raise StoreError(f"{path}: no array named {name!r}") from None
-    if not isinstance(dset, h5py.Dataset):
-        f.close()
-        raise StoreError(f"{path}: {name!r} is a group, not an array")
-    return dset
+    return opened.open_array(path, _pick(path, name, storage_options), storage_options)
 
 
 _MAPPABLE_HOW = (
@@ -107,7 +90,9 @@ def open_memmap(
     has no bytes to map, in any layout: it comes back as an empty read-only np.memmap that
     maps no file (`filename` None).
     """
-    path = os.path.abspath(as_path(store))
+    path = as_path(store)
+    _refuse_url(path, "a store or archive by URL")
+    path = os.path.abspath(path)
     from .archive_memmap import archive_memmap, empty_memmap, holds_nothing, is_archive
 
     if is_archive(path):
@@ -117,7 +102,7 @@ def open_memmap(
             f"{path}: dtype=, shape= and verify= apply to ZIP/.npz members; a store knows its "
             "own (zconvert.verify checks a store)"
         )
-    fmt = store_format(path)
+    fmt = opened.store_format(path)
     name = _pick(path, name)
     if fmt == "zarr":
         from ..sinks.layout import chunk_dtype, chunk_path, not_mappable_reason
@@ -169,7 +154,10 @@ class StoreRef:
     """A picklable handle on one array of a store, or one member of a ZIP/.npz: its path and
     name (and, for a raw archive member, dtype and shape), never its data.
 
-    Hand these to worker processes; each reopens the store there, read-only.
+    Hand these to worker processes; each reopens the store there, read-only. A store on
+    object storage is named by its URL; the storage options (credentials) never travel with
+    it: the process that opens it passes them to open()/read(), or fsspec takes them from
+    its environment (AWS_ENDPOINT_URL, AWS_PROFILE, credentials files).
     """
 
     store: str
@@ -184,7 +172,7 @@ class StoreRef:
         dtype: Any = None,
         shape: Any = None,
     ) -> None:
-        object.__setattr__(self, "store", os.path.abspath(as_path(store)))
+        object.__setattr__(self, "store", absolute(as_path(store)))
         object.__setattr__(self, "name", name)
         object.__setattr__(self, "dtype", None if dtype is None else np.dtype(dtype).str)
         object.__setattr__(self, "shape", None if shape is None else tuple(shape))
@@ -194,12 +182,12 @@ class StoreRef:
             return (StoreRef, (self.store, self.name))
         return (StoreRef, (self.store, self.name, self.dtype, self.shape))
 
-    def open(self) -> Any:
+    def open(self, storage_options: Mapping[str, Any] | None = None) -> Any:
         """The array lazily: a zarr.Array or an h5py.Dataset (close its .file when done); an
         archive member as a read-only np.memmap."""
         if self.dtype is not None or self.shape is not None:
             return self.memmap()
-        return open(self.store, self.name)
+        return open(self.store, self.name, storage_options)
 
     def memmap(self, verify: bool = False) -> np.memmap:
         """The array as a read-only np.memmap (uncompressed layouts and stored members only)."""
@@ -207,9 +195,11 @@ class StoreRef:
             return open_memmap(self.store, self.name)
         return open_memmap(self.store, self.name, dtype=self.dtype, shape=self.shape, verify=verify)
 
-    def read(self, selection: Any = ...) -> np.ndarray:
+    def read(
+        self, selection: Any = ..., storage_options: Mapping[str, Any] | None = None
+    ) -> np.ndarray:
         """A numpy copy of `selection` of the array (the whole array by default)."""
-        array = self.open()
+        array = self.open(storage_options)
         try:
             return np.asarray(array[selection])
         finally:
@@ -218,19 +208,15 @@ class StoreRef:
                 h5file.close()
 
 
-def refs(out: str | os.PathLike[str]) -> list[StoreRef]:
-    """A StoreRef for every array of a run folder's manifest, in manifest order."""
-    from ..run.manifest import read_results
-
-    root = os.path.abspath(as_path(out))
-    try:
-        results = read_results(root)
-    except FileNotFoundError:
-        raise StoreError(f"{root}: no manifest.json; is this the output folder of a run?") from None
+def refs(
+    out: str | os.PathLike[str], storage_options: Mapping[str, Any] | None = None
+) -> list[StoreRef]:
+    """A StoreRef for every array a run folder's manifest serves, in manifest order. OUT may be
+    a URL (s3://bucket/out): the refs then name their stores by URL."""
+    root = absolute(as_path(out))
+    opened.refuse_bad_place(root, storage_options)
     # Stores are found relative to the manifest, so a run folder can be moved or mounted elsewhere.
     return [
-        StoreRef(os.path.join(root, result.relpath), array.name)
-        for result in results
-        if result.serves_data
-        for array in result.arrays
+        StoreRef(store_location(root, a.relpath), a.name)
+        for a in manifest_arrays(root, storage_options)
     ]

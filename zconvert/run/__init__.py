@@ -1,2 +1,2 @@
 """Running a conversion: config, the task list, executors, the worker that joins zipread to a sink,
-resume, the output folder and its manifest. May import core, zipread and sinks."""
+resume, verify, the output folder and its manifest. May import core, zipread, sinks and stores."""

@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from ..core.records import Result, Task
 from ..core.storage import is_url
 from ..sinks.atomic import remove_path
+from ..stores.folder import store_exists
 from ..zipread.inflate import backend_summary
 from .config import RunConfig, build_config
 from .executors import gc_frozen, get_executor
-from .manifest import store_exists
 from .outdir import lock_output, remove_leftovers
 from .run_manifest import RunManifest
 from .survey import output_root, survey
@@ -243,7 +243,8 @@ def run(
         manifest_file = manifest.path if unchanged else manifest.write(results)
         combined: tuple[str | None, str | None] = (None, None)
         if config.options.format == "hdf5" and not remote:
-            from .virtual_dataset import COMBINED_NAME, write_virtual_dataset
+            from ..stores.folder import COMBINED_NAME
+            from .virtual_dataset import write_virtual_dataset
 
             combined = (os.path.join(out, COMBINED_NAME), None)
             if not (unchanged and os.path.exists(combined[0])):

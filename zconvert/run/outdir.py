@@ -14,9 +14,9 @@ import os
 from collections.abc import Iterator
 
 from ..core.errors import ConfigError
-from ..sinks.atomic import TEMP_MARK, remove_path
+from ..sinks.atomic import remove_path
+from ..stores.folder import LOCK_NAME, is_leftover
 
-LOCK_NAME = ".zconvert.lock"
 _held: set[int] = set()  # descriptors of the locks this process holds
 
 
@@ -94,13 +94,6 @@ def refuse_if_locked(out: str) -> None:
         os.close(fd)
 
 
-def is_leftover(name: str) -> bool:
-    """A temporary a sink or the manifest writer leaves behind only if its process died."""
-    return name.startswith(".") and (
-        TEMP_MARK in name or (name.startswith(".manifest.") and name.endswith(".tmp"))
-    )
-
-
 def remove_leftovers(out: str) -> list[str]:
     """Remove every leftover temporary under OUT (call with the lock held); returns their paths.
 
@@ -123,28 +116,3 @@ def remove_leftovers(out: str) -> list[str]:
             and not os.path.exists(os.path.join(parent, d, ".zgroup"))
         ]
     return removed
-
-
-def stores_in(out: str) -> list[str]:
-    """Every finished store under OUT, found by walking it (a folder whose run was killed before
-    it wrote its manifest): Zarr folders with their root document, `.h5` files, in sorted order.
-    Temporaries are not stores; neither is the run's combined OUT/all.h5."""
-    found: list[str] = []
-    for parent, dirs, files in os.walk(out):
-        found.extend(
-            os.path.join(parent, f)
-            for f in files
-            if f.endswith(".h5") and not is_leftover(f) and not (parent == out and f == "all.h5")
-        )
-        stores = [
-            d
-            for d in dirs
-            if not is_leftover(d)
-            and (
-                os.path.exists(os.path.join(parent, d, "zarr.json"))
-                or os.path.exists(os.path.join(parent, d, ".zgroup"))
-            )
-        ]
-        found.extend(os.path.join(parent, d) for d in stores)
-        dirs[:] = [d for d in dirs if d not in stores and not is_leftover(d)]
-    return sorted(found)

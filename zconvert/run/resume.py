@@ -9,116 +9,17 @@ check is cheap enough for a dry run or the parent process.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import zipfile
-from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from ..core.errors import ArchiveError
 from ..core.records import ArrayRecord, Result, SkippedMember, Task
+from ..stores.opened import read_store_metadata, zarr_format_of
 from ..zipread.member_layout import raw_dtype_shape
 from ..zipread.members import select_members
 from .fingerprint import OPTIONS_ATTR, options_changed, options_digest, options_fingerprint
-
-
-@dataclass(frozen=True)
-class StoredArray:
-    name: str
-    attrs: dict[str, Any]
-    shape: tuple[int, ...]
-    dtype: str
-    chunks: tuple[int, ...]
-    stored_bytes: int | None
-    shards: tuple[int, ...] | None = None  # a sharded Zarr array's shard shape
-
-
-def read_store_metadata(store: str) -> tuple[dict[str, Any], list[StoredArray]]:
-    """A store's root attributes and its arrays' metadata, without reading array data."""
-    with opened_store(store) as (root, arrays, _):
-        return root, arrays
-
-
-@contextlib.contextmanager
-def opened_store(
-    store: str, stored_bytes: bool = True
-) -> Iterator[tuple[dict[str, Any], list[StoredArray], dict[str, Any]]]:
-    """(root attributes, arrays' metadata sorted by name, open array handles by name) of a
-    store, open for as long as the block runs. `stored_bytes=False` skips listing each array's
-    stored chunks (a store request of its own per array)."""
-    from ..sinks.layout import store_format
-
-    if store_format(store) == "zarr":
-        import zarr
-
-        group = zarr.open_group(store, mode="r")
-        nodes = {
-            name: node
-            for name, node in group.members(max_depth=None)
-            if isinstance(node, zarr.Array)
-        }
-        arrays = [
-            StoredArray(
-                name=name,
-                attrs=dict(node.attrs),
-                shape=tuple(node.shape),
-                dtype=node.dtype.str,
-                chunks=tuple(node.chunks),
-                # a listing, no chunk is read
-                stored_bytes=int(node.nbytes_stored()) if stored_bytes else None,
-                shards=tuple(node.shards) if node.shards else None,
-            )
-            for name, node in nodes.items()
-        ]
-        yield dict(group.attrs), sorted(arrays, key=lambda a: a.name), nodes
-        return
-    import h5py
-
-    from ..sinks.hdf5_filters import load_hdf5_filters
-    from ..sinks.layout import is_netcdf_dimension
-
-    load_hdf5_filters()  # the filters compressed datasets are read through
-
-    found: list[StoredArray] = []
-    handles: dict[str, Any] = {}
-    with h5py.File(store, "r", locking=False) as f:
-
-        def visit(name: str, obj: Any) -> None:
-            if isinstance(obj, h5py.Dataset) and not is_netcdf_dimension(obj):
-                handles[name] = obj
-                found.append(
-                    StoredArray(
-                        name=name,
-                        attrs={k: _plain(v) for k, v in obj.attrs.items()},
-                        shape=tuple(obj.shape),
-                        dtype=obj.dtype.str,
-                        chunks=tuple(obj.chunks or obj.shape),
-                        stored_bytes=int(obj.id.get_storage_size()),
-                    )
-                )
-
-        f.visititems(visit)
-        root = {k: _plain(v) for k, v in f.attrs.items()}
-        yield root, sorted(found, key=lambda a: a.name), handles
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, bytes):
-        return value.decode()
-    return value
-
-
-def _zarr_format_of(store: str) -> int | None:
-    if os.path.exists(os.path.join(store, "zarr.json")):
-        return 3
-    if os.path.exists(os.path.join(store, ".zgroup")):
-        return 2
-    return None
 
 
 def current_arrays(
@@ -140,7 +41,7 @@ def current_arrays(
         return f"the store cannot be read ({type(exc).__name__}: {exc})", [], ()
     if root.get(OPTIONS_ATTR) != options_fingerprint(options):
         return options_changed(root.get(OPTIONS_ATTR), options), [], ()
-    if options.format == "zarr" and _zarr_format_of(store) != options.zarr_format:
+    if options.format == "zarr" and zarr_format_of(store) != options.zarr_format:
         return "the store has another Zarr format", [], ()
     if root.get("source_size") != stat.st_size:
         return "archive modified (size changed)", [], ()

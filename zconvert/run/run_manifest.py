@@ -3,37 +3,46 @@ results merged into it, written now and then and at the end (the document: manif
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import os
-import tempfile
 import time
 from collections.abc import Iterable, Iterator
+from dataclasses import asdict
 from typing import Any, NamedTuple
 
 from .._version import __version__
-from ..core.convert_options import ConvertOptions
+from ..core.convert_options import ConvertOptions, run_chunk_rows
 from ..core.errors import ConfigError
 from ..core.records import DAMAGED, ORPHAN, SERVING, Result, Task
 from ..core.storage import is_url, join
-from .fingerprint import options_digest
-from .manifest import (
+from ..stores.folder import REMOTE_REQUESTS, store_exists
+from ..stores.manifest import (
     MANIFEST_VERSION,
     entry_line,
     index_row,
     indexed,
     iter_manifest,
     manifest_path,
-    manifest_pieces,
     read_rerun_index,
-    recorded_options,
-    store_exists,
-    write_atomic,
+    write_manifest,
 )
+from .fingerprint import options_digest
 from .task_list import store_locator
 
-# Requests to object storage in flight at once while a rerun decides (fsspec runs them on its
-# event loop; threads only wait for them).
-REMOTE_REQUESTS = 16
+
+def recorded_options(options: ConvertOptions) -> dict[str, Any]:
+    """The run's options as they took effect: defaults resolved (chunk_rows for the run's
+    dtype and shape; the decompression-bomb limit and the member size it starts at), so that
+    a manifest says what was done, not what was left unsaid."""
+    from ..zipread.members import DEFAULT_MAX_RATIO, RATIO_CHECK_MIN_BYTES
+
+    document = asdict(options)
+    document["chunk_rows"] = run_chunk_rows(options)
+    if options.max_ratio is None:
+        document["max_ratio"] = DEFAULT_MAX_RATIO
+        document["max_ratio_from_bytes"] = RATIO_CHECK_MIN_BYTES
+    return document
 
 
 def file_stamp(path: str) -> str | None:
@@ -312,20 +321,7 @@ class RunManifest:
             key=lambda item: item[0],
         )
         lines = (entry_line(indexed(entry, index)) for _, entry in merged)
-        local = not is_url(self.path)
-        with tempfile.TemporaryFile(
-            "w+", encoding="utf-8", dir=self.out if local else None
-        ) as spool:
-            pieces = manifest_pieces(header, lines, index, spool)
-            if local:
-                write_atomic(self.path, pieces)
-            else:
-                from ..core.storage import write_bytes
-
-                # Object stores have no rename, but a single PUT is atomic: readers see the
-                # old manifest or the new one.
-                write_bytes(self.path, "".join(pieces).encode("utf-8"), self.storage_options)
-        return self.path
+        return write_manifest(self.out, header, lines, index, self.storage_options)
 
 
 # What a rerun needs of each entry, one short row per store at the end of the manifest:
@@ -350,15 +346,17 @@ _SKIPPED = {
 }
 
 
-def mark_damaged(out: str, problems: dict[str, str]) -> int:
-    """Mark the stores `zconvert verify` found damaged (relpath -> its first problem) in a
-    local OUT's manifest, holding OUT's lock: the next plain `convert` redoes them, and no
-    reader is handed them meanwhile. Returns how many entries it marked."""
+def mark_damaged(
+    out: str, problems: dict[str, str], storage_options: dict[str, Any] | None = None
+) -> int:
+    """Mark the stores `zconvert verify` found damaged (relpath -> its first problem) in OUT's
+    manifest, holding a local OUT's lock (object storage has none): the next plain `convert`
+    redoes them, and no reader is handed them meanwhile. Returns how many entries it marked."""
     from .outdir import lock_output
 
     marked = 0
-    with lock_output(out):
-        header, entries = iter_manifest(out)
+    with contextlib.nullcontext() if is_url(out) else lock_output(out):
+        header, entries = iter_manifest(out, storage_options)
         index: list[str] = []
 
         def lines() -> Iterator[str]:
@@ -370,6 +368,5 @@ def mark_damaged(out: str, problems: dict[str, str]) -> int:
                     marked += 1
                 yield entry_line(indexed(entry, index))
 
-        with tempfile.TemporaryFile("w+", encoding="utf-8", dir=out) as spool:
-            write_atomic(manifest_path(out), manifest_pieces(header, lines(), index, spool))
+        write_manifest(out, header, lines(), index, storage_options)
     return marked

@@ -2,7 +2,7 @@
 
 Executors pickle a function by reference; importing it from here keeps the parent process
 light (numpy, h5py and the codecs load in the workers, where the work is), which shortens
-the time to the first converted archive. (`zconvert verify` ships read/verify.py's check_store.)
+the time to the first converted archive. (`zconvert verify` ships run/verify.py's check_store.)
 """
 
 from __future__ import annotations

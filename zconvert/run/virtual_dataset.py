@@ -11,44 +11,11 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..core.errors import StoreError
+from ..stores.folder import COMBINED_NAME, manifest_arrays, stacking_problem
 
 log = logging.getLogger("zconvert")
 
-COMBINED_NAME = "all.h5"
 COMBINED_DATASET = "all"
-
-
-def stacking_problem(arrays: list[ManifestArray]) -> str | None:
-    """Why the arrays cannot be stacked along rows, or None when they can."""
-    kinds = {(np.dtype(a.dtype).str, a.shape[1:]) for a in arrays}
-    if len(kinds) > 1:
-        listed = ", ".join(f"{d} x {list(s)}" for d, s in sorted(kinds))
-        return f"the arrays differ in dtype or row shape ({listed})"
-    return None
-
-
-class ManifestArray(NamedTuple):
-    relpath: str  # of the store, relative to OUT
-    name: str  # of the array in its store
-    shape: tuple[int, ...]
-    dtype: str
-
-
-def manifest_arrays(out: str) -> list[ManifestArray]:
-    """Every array of the manifest, in manifest order (as refs())."""
-    from .manifest import read_results
-
-    try:
-        results = read_results(out)
-    except FileNotFoundError:
-        raise StoreError(f"{out}: no manifest.json; is this the output folder of a run?") from None
-    return [
-        ManifestArray(r.relpath, a.name, tuple(a.shape), a.dtype)
-        for r in results
-        if r.serves_data
-        for a in r.arrays
-    ]
 
 
 def load_writer() -> None:

@@ -23,29 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from ..core.errors import StoreError
 from ..core.records import SkippedMember
-
-_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
-
-
-def store_format(store: str | os.PathLike[str]) -> str:
-    """'zarr' or 'hdf5', from what is at the path (not only its name)."""
-    path = os.fspath(store)
-    if os.path.isdir(path):
-        if os.path.exists(os.path.join(path, "zarr.json")) or os.path.exists(
-            os.path.join(path, ".zgroup")
-        ):
-            return "zarr"
-        raise StoreError(f"{path}: a folder but not a Zarr store (no zarr.json or .zgroup)")
-    try:
-        with open(path, "rb") as f:
-            head = f.read(8)
-    except FileNotFoundError:
-        raise StoreError(f"{path}: no such store") from None
-    if head == _HDF5_SIGNATURE:
-        return "hdf5"
-    raise StoreError(f"{path}: not a Zarr or HDF5 store")
 
 
 def chunk_key(array: Any) -> str:

@@ -13,21 +13,29 @@ import logging
 import math
 import os
 import shlex
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
 
 from ..core.errors import ArchiveError, ZconvertError
 from ..core.records import DAMAGED, SERVING, ArrayRecord, StoreCheck, StoreVerdict
-from ..core.storage import as_path
-from ..run.fingerprint import OPTIONS_ATTR
-from ..run.manifest import manifest_path, read_results
-from ..run.resume import StoredArray, opened_store
-from ..run.run_manifest import mark_damaged
+from ..core.storage import as_path, is_url
+from ..stores.folder import (
+    absolute,
+    is_output_folder,
+    is_unfinished_folder,
+    store_location,
+    stores_exist,
+    stores_in,
+)
+from ..stores.manifest import manifest_path, read_results
+from ..stores.opened import StoredArray, opened_store, refuse_bad_place
 from ..zipread.archive import MemberReader
 from ..zipread.inflate import crc32
 from ..zipread.members import list_members, open_archive
+from .fingerprint import OPTIONS_ATTR
+from .run_manifest import mark_damaged
 
 SLAB_BYTES = 8 << 20
 log = logging.getLogger("zconvert")
@@ -37,42 +45,47 @@ def verify(
     paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
     sources: bool = False,
     workers: int | None = None,
+    storage_options: Mapping[str, Any] | None = None,
 ) -> list[str]:
     """Check output folders (by their manifest, or every store found in a folder whose run did
-    not write one) or single stores; returns one line per problem. Stores are checked on a pool
-    of `workers` processes (default: one per core), as `convert` converts them."""
+    not write one) or single stores, by local path or URL; returns one line per problem.
+    Stores are checked on a pool of `workers` processes (default: one per core), as `convert`
+    converts them."""
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
-    from ..run.outdir import stores_in
-    from .inspect import is_unfinished_folder
-
+    so = dict(storage_options or {})
     # In order: a problem found here (a str) or a store to check.
     items: list[str | StoreCheck] = []
     for raw in paths:
-        path = os.path.abspath(as_path(raw))
-        if os.path.isdir(path) and os.path.isfile(manifest_path(path)):
+        path = absolute(as_path(raw))
+        refuse_bad_place(path, so)
+        if is_output_folder(path, so):
             try:
-                results = read_results(path)
+                results = [r for r in read_results(path, so) if r.status in CHECKED]
             except (OSError, ValueError, KeyError, TypeError) as exc:
                 items.append(f"{manifest_path(path)}: manifest cannot be read ({exc})")
                 continue
-            for result in results:
-                if result.status not in CHECKED:  # failed (no store) or an orphan
-                    continue
-                store = os.path.join(path, result.relpath)  # OUT may have moved since the run
-                if not os.path.lexists(store):
+            # failed (no store) and orphans are not checked; OUT may have moved since the run
+            stores = [store_location(path, r.relpath) for r in results]
+            for result, store, exists in zip(
+                results, stores, stores_exist(stores, so), strict=True
+            ):
+                if not exists:
                     items.append(f"{store}: listed in the manifest but missing")
                     continue
                 items.append(
-                    StoreCheck(store, result.relpath, result.format, result.arrays, sources)
+                    StoreCheck(store, result.relpath, result.format, result.arrays, sources, so)
                 )
-        elif is_unfinished_folder(path):
-            found = stores_in(path)
+        elif is_unfinished_folder(path, so):
+            found = stores_in(path, so)
             if not found:
                 items.append(f"{path}: no manifest.json and no stores")
-            items.extend(StoreCheck(s, os.path.relpath(s, path), "", None, sources) for s in found)
+            items.extend(
+                StoreCheck(s, s[len(path) :].lstrip("/" + os.sep), "", None, sources, so)
+                for s in found
+            )
         else:
-            items.append(_single_store_task(path, sources))
+            items.append(_single_store_task(path, sources, so))
     found = _run([t for t in items if isinstance(t, StoreCheck)], workers)
     _record_damaged(items, found)
     return [
@@ -87,9 +100,11 @@ def verify(
 CHECKED = (*SERVING, DAMAGED)
 
 
-def _single_store_task(store: str, sources: bool) -> StoreCheck:
+def _single_store_task(store: str, sources: bool, so: dict[str, Any]) -> StoreCheck:
     """A store named on its own: checked against its run's manifest entry too, when it sits in
     a run folder that lists it (so that damage found is marked there as well)."""
+    if is_url(store):  # no manifest search up a bucket: the store is checked on its own
+        return StoreCheck(store, store.rstrip("/").rpartition("/")[2], "", None, sources, so)
     parent = os.path.dirname(store)
     while parent != os.path.dirname(parent):
         if os.path.isfile(manifest_path(parent)):
@@ -109,14 +124,16 @@ def _single_store_task(store: str, sources: bool) -> StoreCheck:
 def _record_damaged(items: list[str | StoreCheck], found: dict[str, list[str]]) -> None:
     """Mark the damaged stores of each run folder in its manifest, so that the next plain
     `zconvert convert` redoes them (its up-to-date check reads metadata, not data)."""
-    by_folder: dict[str, dict[str, str]] = {}
+    by_folder: dict[str, tuple[dict[str, str], dict[str, Any]]] = {}
     for item in items:
         if isinstance(item, StoreCheck) and item.expected is not None and found.get(item.store):
-            out = item.store[: -len(item.relpath)].rstrip(os.sep)
-            by_folder.setdefault(out, {})[item.relpath] = found[item.store][0]
-    for out, problems in by_folder.items():
+            out = item.store[: -len(item.relpath)].rstrip("/" + os.sep)
+            by_folder.setdefault(out, ({}, item.storage_options))[0][item.relpath] = found[
+                item.store
+            ][0]
+    for out, (problems, storage_options) in by_folder.items():
         try:
-            marked = mark_damaged(out, problems)
+            marked = mark_damaged(out, problems, storage_options)
         except ZconvertError as exc:  # OUT is locked by a run: it may be redoing them now
             log.warning("note: %s: damaged stores not marked in the manifest (%s)", out, exc)
             continue
@@ -137,7 +154,7 @@ def _run(checks: list[StoreCheck], workers: int | None) -> dict[str, list[str]]:
     if len(checks) <= 1 or workers == 1:
         verdicts = [check_store(c) for c in checks]
     else:
-        from ..run.executors import gc_frozen, get_executor
+        from .executors import gc_frozen, get_executor
 
         executor = get_executor("local", workers=workers)
         with gc_frozen():
@@ -159,16 +176,19 @@ def check_store(check: StoreCheck) -> StoreVerdict:
     # One decode thread: zarr's pool left peak memory growing with the array (37 -> 65 MiB
     # for 32 -> 256 MB arrays); with one thread it stays flat (25 -> 29 MiB).
     with zarr.config.set({"threading.max_workers": 1}):
-        problems = verify_store(check.store, check.sources, check.expected)
+        problems = verify_store(check.store, check.sources, check.expected, check.storage_options)
     return StoreVerdict(check.store, tuple(problems))
 
 
 def verify_store(
-    store: str, sources: bool = False, expected: tuple[ArrayRecord, ...] | None = None
+    store: str,
+    sources: bool = False,
+    expected: tuple[ArrayRecord, ...] | None = None,
+    storage_options: Mapping[str, Any] | None = None,
 ) -> list[str]:
     """Re-read one store's arrays; `expected` (from the manifest) must agree with them too."""
     try:
-        with opened_store(store, stored_bytes=False) as (root, arrays, handles):
+        with opened_store(store, False, storage_options) as (root, arrays, handles):
             return _check_store(store, root, arrays, handles, sources, expected)
     except Exception as exc:
         return [f"{store}: cannot be opened ({type(exc).__name__}: {exc})"]

@@ -9,10 +9,8 @@ import json
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict
 from typing import Any
 
-from ..core.convert_options import ConvertOptions, run_chunk_rows
 from ..core.records import Result
 from ..core.storage import is_url, join
 
@@ -155,28 +153,6 @@ def read_results(
     ]
 
 
-def store_exists(store: str, storage_options: dict[str, Any] | None) -> bool:
-    if is_url(store):
-        from ..core.storage import exists
-
-        return exists(store, storage_options)
-    return os.path.exists(store)
-
-
-def recorded_options(options: ConvertOptions) -> dict[str, Any]:
-    """The run's options as they took effect: defaults resolved (chunk_rows for the run's
-    dtype and shape; the decompression-bomb limit and the member size it starts at), so that
-    a manifest says what was done, not what was left unsaid."""
-    from ..zipread.members import DEFAULT_MAX_RATIO, RATIO_CHECK_MIN_BYTES
-
-    document = asdict(options)
-    document["chunk_rows"] = run_chunk_rows(options)
-    if options.max_ratio is None:
-        document["max_ratio"] = DEFAULT_MAX_RATIO
-        document["max_ratio_from_bytes"] = RATIO_CHECK_MIN_BYTES
-    return document
-
-
 # The stamp's last part is a file's ctime, or an object's ETag (URL archives). The column's
 # name stays as it was: a changed opening line would make every earlier index unreadable.
 INDEX_COLUMNS = ["relpath", "archive", "size:mtime_ns:ctime_ns", "options_id", "status", "format"]
@@ -225,6 +201,30 @@ def manifest_pieces(
     yield f"\n{_INDEX_CLOSING}\n{_STORES_LINE}"
     yield from iter(lambda: spool.read(1 << 20), "")
     yield "\n ]\n}\n"
+
+
+def write_manifest(
+    out: str,
+    header: dict[str, Any],
+    lines: Iterator[str],
+    index: list[str],
+    storage_options: dict[str, Any] | None = None,
+) -> str:
+    """Write OUT's manifest from its header and entry lines (filling `index` as they go):
+    atomically in a folder (temporary, fsync, rename), in one PUT on object storage (no
+    rename there, but a single PUT is atomic too: readers see the old manifest or the new
+    one). Returns its path."""
+    path = manifest_path(out)
+    local = not is_url(out)
+    with tempfile.TemporaryFile("w+", encoding="utf-8", dir=out if local else None) as spool:
+        pieces = manifest_pieces(header, lines, index, spool)
+        if local:
+            write_atomic(path, pieces)
+        else:
+            from ..core.storage import write_bytes
+
+            write_bytes(path, "".join(pieces).encode("utf-8"), storage_options)
+    return path
 
 
 def read_rerun_index(path: str) -> tuple[bool, Iterator[list[Any]]] | None:

@@ -1,0 +1,184 @@
+"""An output folder (OUT, a local folder or a URL prefix) as it is found: whether it is a run's
+(a manifest, or the lock and stores of a run killed before writing one), which stores it
+holds, whether one of them exists, and the arrays its manifest serves.
+
+A store exists when it is complete: a Zarr store with its root document (written last, on
+disk and on object storage alike), an HDF5 file (published or uploaded whole).
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+from typing import NamedTuple
+
+import numpy as np
+
+from ..core.errors import StoreError
+from ..core.storage import filesystem, is_url, join
+from ..sinks.atomic import TEMP_MARK
+from .manifest import manifest_path, read_results
+from .opened import ZARR_ROOTS, Options
+
+LOCK_NAME = ".zconvert.lock"
+COMBINED_NAME = "all.h5"  # an HDF5 run's virtual dataset over all its arrays
+
+
+def is_leftover(name: str) -> bool:
+    """A temporary a sink or the manifest writer leaves behind only if its process died."""
+    return name.startswith(".") and (
+        TEMP_MARK in name or (name.startswith(".manifest.") and name.endswith(".tmp"))
+    )
+
+
+def is_output_folder(path: str | os.PathLike[str], storage_options: Options = None) -> bool:
+    """Whether OUT holds a run's manifest.json."""
+    path = os.fspath(path)
+    if is_url(path):
+        return bool(filesystem(path, storage_options).isfile(manifest_path(path)))
+    return os.path.isfile(manifest_path(path))
+
+
+def is_unfinished_folder(path: str | os.PathLike[str], storage_options: Options = None) -> bool:
+    """A folder that is not a store and has no manifest but holds zconvert's lock file or
+    stores: the output folder of a run that was killed before it wrote its manifest."""
+    path = os.fspath(path)
+    if is_output_folder(path, storage_options):
+        return False
+    if is_url(path):
+        fs = filesystem(path, storage_options)
+        if not fs.isdir(path) or any(fs.exists(join(path, n)) for n in ZARR_ROOTS):
+            return False
+        return bool(stores_in(path, storage_options))
+    if not os.path.isdir(path):
+        return False
+    if any(os.path.exists(os.path.join(path, n)) for n in ZARR_ROOTS):
+        return False  # a Zarr store
+    return os.path.exists(os.path.join(path, LOCK_NAME)) or bool(stores_in(path))
+
+
+def stores_in(out: str, storage_options: Options = None) -> list[str]:
+    """Every finished store under OUT, found by walking it (a folder whose run was killed before
+    it wrote its manifest): Zarr folders with their root document, `.h5` files, in sorted order.
+    Temporaries are not stores; neither is the run's combined OUT/all.h5."""
+    if is_url(out):
+        return _stores_below_url(out, storage_options)
+    found: list[str] = []
+    for parent, dirs, files in os.walk(out):
+        found.extend(
+            os.path.join(parent, f)
+            for f in files
+            if f.endswith(".h5")
+            and not is_leftover(f)
+            and not (parent == out and f == COMBINED_NAME)
+        )
+        stores = [
+            d
+            for d in dirs
+            if not is_leftover(d)
+            and any(os.path.exists(os.path.join(parent, d, n)) for n in ZARR_ROOTS)
+        ]
+        found.extend(os.path.join(parent, d) for d in stores)
+        dirs[:] = [d for d in dirs if d not in stores and not is_leftover(d)]
+    return sorted(found)
+
+
+def _stores_below_url(out: str, storage_options: Options) -> list[str]:
+    """stores_in for a URL prefix, from one listing: the outermost folders holding a root
+    document, and .h5 objects outside them."""
+    fs = filesystem(out, storage_options)
+    root = fs._strip_protocol(out).rstrip("/")
+    try:
+        keys = sorted(posixpath.relpath(k, root) for k in fs.find(root))
+    except FileNotFoundError:
+        return []
+    candidates = {
+        folder
+        for folder, _, name in (key.rpartition("/") for key in keys)
+        if name in ZARR_ROOTS and folder and not is_leftover(folder.rpartition("/")[2])
+    }
+    roots: list[str] = []
+    for folder in sorted(candidates, key=lambda f: (f.count("/"), f)):  # outermost first
+        if not any(folder.startswith(r + "/") for r in roots):
+            roots.append(folder)
+    found = list(roots)
+    for key in keys:
+        name = key.rpartition("/")[2]
+        if (
+            key.endswith(".h5")
+            and key != COMBINED_NAME
+            and not is_leftover(name)
+            and not any(key.startswith(r + "/") for r in roots)
+        ):
+            found.append(key)
+    return sorted(join(out, k) for k in found)
+
+
+def store_exists(store: str, storage_options: Options = None) -> bool:
+    """Whether a complete store is at the path or URL (on object storage: its root document,
+    written last, or the uploaded HDF5 object)."""
+    if not is_url(store):
+        return os.path.exists(store)
+    fs = filesystem(store, storage_options)
+    if store.endswith(".zarr"):
+        return any(fs.exists(join(store, name)) for name in ZARR_ROOTS)
+    return bool(fs.exists(store))
+
+
+def stores_exist(stores: list[str], storage_options: Options = None) -> list[bool]:
+    """store_exists of each, asked of object storage many at a time (a thread waits on each
+    request; fsspec's event loop does the work)."""
+    if not any(is_url(s) for s in stores):
+        return [os.path.exists(s) for s in stores]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(REMOTE_REQUESTS) as pool:
+        return list(pool.map(lambda s: store_exists(s, storage_options), stores))
+
+
+# Requests to object storage in flight at once (fsspec runs them on its event loop; threads
+# only wait for them).
+REMOTE_REQUESTS = 16
+
+
+def store_location(out: str, relpath: str) -> str:
+    """A store of OUT by its manifest relpath: found relative to the manifest, so that a run
+    folder can be moved or mounted elsewhere."""
+    return join(out, relpath) if is_url(out) else os.path.join(out, relpath)
+
+
+class ManifestArray(NamedTuple):
+    relpath: str  # of the store, relative to OUT
+    name: str  # of the array in its store
+    shape: tuple[int, ...]
+    dtype: str
+
+
+def manifest_arrays(out: str, storage_options: Options = None) -> list[ManifestArray]:
+    """Every array the manifest serves (converted or skipped as current), in manifest order:
+    what refs(), open_all() and all.h5 are made of."""
+    try:
+        results = read_results(out, storage_options)
+    except FileNotFoundError:
+        raise StoreError(f"{out}: no manifest.json; is this the output folder of a run?") from None
+    return [
+        ManifestArray(r.relpath, a.name, tuple(a.shape), a.dtype)
+        for r in results
+        if r.serves_data
+        for a in r.arrays
+    ]
+
+
+def stacking_problem(arrays: list[ManifestArray]) -> str | None:
+    """Why the arrays cannot be stacked along rows, or None when they can."""
+    kinds = {(np.dtype(a.dtype).str, a.shape[1:]) for a in arrays}
+    if len(kinds) > 1:
+        listed = ", ".join(f"{d} x {list(s)}" for d, s in sorted(kinds))
+        return f"the arrays differ in dtype or row shape ({listed})"
+    return None
+
+
+def absolute(out: str | os.PathLike[str]) -> str:
+    """OUT as readers name it: a URL as given (less a trailing '/'), a path made absolute."""
+    out = os.fspath(out)
+    return out.rstrip("/") if is_url(out) else os.path.abspath(out)

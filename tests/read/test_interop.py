@@ -253,25 +253,24 @@ def test_zarr_opens_consolidated_without_warnings(tmp_path, zarr_format, shard_r
 
 @pytest.mark.parametrize("zarr_format", [3, 2])
 def test_zarr_root_document_is_written_last(tmp_path, monkeypatch, zarr_format):
-    from zconvert.sinks import zarr as zarr_sink
-
-    written: list[str] = []
-    original = zarr_sink._write_json
-
-    def record(path: str, document: dict) -> None:
-        written.append(os.path.basename(path) if os.path.dirname(path) == sink.temp_path else "")
-        original(path, document)
-
-    monkeypatch.setattr(zarr_sink, "_write_json", record)
     options = ConvertOptions(format="zarr", zarr_format=zarr_format, codec="none")
     sink = open_sink(str(tmp_path / "s.zarr"), options, {"k": 1})
+    written: list[str] = []
+    original = sink.place.write_bytes
+
+    def record(key: str, data: bytes) -> None:
+        written.append(key)
+        original(key, data)
+
+    monkeypatch.setattr(sink.place, "write_bytes", record)
     handle = sink.add_array(ArraySpec("sub/a", (4, 4), "<f4", (2, 4), ("row", "column"), {}))
     sink.write_slab(handle, 0, float_rows(4))
     sink.finish_array(handle)
-    # before commit the temporary folder is no store: no root document yet
-    assert not {"zarr.json", ".zgroup", ".zmetadata"} & set(os.listdir(sink.temp_path))
+    # before commit the temporary folder is no store: no metadata document yet
+    assert not written
+    assert not {"zarr.json", ".zgroup", ".zmetadata"} & set(os.listdir(sink.place.root))
     sink.commit()
-    root = [name for name in written if name]
+    root = [key for key in written if "/" not in key]
     assert root == (["zarr.json"] if zarr_format == 3 else [".zattrs", ".zmetadata", ".zgroup"])
     assert written[-1] == root[-1]
 
@@ -295,13 +294,13 @@ def test_zarr_url_sink_consolidates_and_puts_the_root_document_last(tmp_path, za
     options = ConvertOptions(format="zarr", zarr_format=zarr_format, codec="blosc-lz4")
     sink = open_sink(url, options, {"k": 1}, {})
     puts: list[str] = []
-    inner_set = sink.store._store.set
+    inner_write = sink.place.write_bytes
 
-    async def record(key, value):
+    def record(key: str, data: bytes) -> None:  # every PUT, chunks' and documents'
         puts.append(key)
-        await inner_set(key, value)
+        inner_write(key, data)
 
-    sink.store._store.set = record
+    sink.place.write_bytes = record
     data = float_rows(40)
     for name in ("a", "sub/b"):
         handle = sink.add_array(ArraySpec(name, (40, 4), "<f4", (16, 4), ("row", "column"), {}))
@@ -346,8 +345,8 @@ def test_zarr_on_s3_opens_in_one_read_without_warnings(tmp_path, s3: S3, zarr_fo
 
 
 def test_local_and_url_zarr_consolidate_alike(tmp_path):
-    """The local sink writes zarr's documents itself; the URL sink has zarr write them: both
-    consolidate to what zarr-python reads back as the same arrays."""
+    """One writer, in a folder and on object storage: both consolidate to what zarr-python
+    reads back as the same arrays."""
     options = ConvertOptions(format="zarr", zarr_format=3, codec="none")
     stores = {}
     for where in (str(tmp_path / "s.zarr"), f"memory://alike-{tmp_path.name}/s.zarr"):

@@ -17,7 +17,7 @@ import zarr
 import zconvert
 from zconvert.core.convert_options import ConvertOptions
 from zconvert.core.storage import discover, is_url, join
-from zconvert.run.manifest import read_manifest
+from zconvert.stores.manifest import read_manifest
 
 from .._s3 import S3, s3_fixture, s3_server  # noqa: F401  (fixtures)
 from ..conftest import corrupt_crc, float_rows, make_zip
@@ -187,7 +187,7 @@ def test_rewriting_a_store_removes_the_old_one_first(tmp_path, s3):
     assert _open_zarr_url(f"{out}/sub/a0.zarr", s3)["blob0"].chunks == (10_000, 4)
 
 
-def test_sharded_zarr_goes_through_zarr_python_and_reads_back(tmp_path, s3):
+def test_sharded_zarr_on_s3_reads_back_with_zarr_python(tmp_path, s3):
     data = _seed(tmp_path, s3, n=1, rows=2500)
     out = s3.url("out")
     report = zconvert.convert(

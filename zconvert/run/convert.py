@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
 import time
@@ -12,7 +11,7 @@ from dataclasses import dataclass, field
 from ..core.records import Result, Task
 from ..core.storage import is_url
 from ..sinks.atomic import remove_path
-from ..stores.folder import store_exists
+from ..stores.folder import remove_store, store_exists
 from ..zipread.inflate import backend_summary
 from .config import RunConfig, build_config
 from .executors import gc_frozen, get_executor
@@ -114,12 +113,7 @@ def _with_spare_cores(tasks: list[Task], engine: str, workers: int | None) -> li
 
 
 def _remove_store(store: str, config: RunConfig) -> None:
-    if is_url(store):
-        from ..core.storage import remove_tree
-
-        remove_tree(store, config.storage_options)
-    else:
-        remove_path(store)
+    remove_store(store, config.storage_options)
 
 
 def _without_store(failed: Result, config: RunConfig) -> Result:
@@ -200,9 +194,8 @@ def run(
         os.makedirs(out, exist_ok=True)
     by_relpath: dict[str, Result] = {}
     # One run per local OUT: a second one refuses instead of racing (object stores: no lock).
-    with contextlib.nullcontext() if remote else lock_output(out):
-        if not remote:
-            remove_leftovers(out)  # temporaries of a crashed run; none of ours exist yet
+    with lock_output(out):
+        remove_leftovers(out)  # temporaries of a crashed run; none of ours exist yet
         # One read of the earlier manifest: another layout's stores, orphans, damaged stores,
         # and the stores a rerun can skip from the manifest and a stat per archive (the
         # workers check the rest, resume.py, skipping stores that are complete and up to date).

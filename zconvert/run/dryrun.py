@@ -73,8 +73,7 @@ def plan_run(config: RunConfig) -> list[PlannedTask]:
     work starts (the output, another layout in OUT), raising the same ConfigError."""
     tasks = task_list(config)
     out = output_root(config)
-    if not is_url(out):
-        refuse_if_locked(out)
+    refuse_if_locked(out)
     found = survey(config, tasks, out)
     planned = []
     for task in tasks:

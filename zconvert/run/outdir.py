@@ -14,6 +14,7 @@ import os
 from collections.abc import Iterator
 
 from ..core.errors import ConfigError
+from ..core.storage import is_url
 from ..sinks.atomic import remove_path
 from ..stores.folder import LOCK_NAME, is_leftover
 
@@ -26,7 +27,11 @@ class OutputLockedError(ConfigError):
 
 @contextlib.contextmanager
 def lock_output(out: str) -> Iterator[None]:
-    """Hold OUT's lock for the duration; refuse at once if another live run holds it."""
+    """Hold OUT's lock for the duration; refuse at once if another live run holds it. Object
+    storage has no lock: a URL OUT is not locked (one run at a time is the caller's to keep)."""
+    if is_url(out):
+        yield
+        return
     fd = _acquire(os.path.join(out, LOCK_NAME), out)
     _held.add(fd)
     try:
@@ -82,6 +87,8 @@ def _locked_error(fd: int, out: str) -> OutputLockedError:
 def refuse_if_locked(out: str) -> None:
     """A dry run's lock check: OutputLockedError if a live run holds OUT, as `convert` would
     raise; takes no lock and creates nothing."""
+    if is_url(out):
+        return  # object storage has no lock
     try:
         fd = os.open(os.path.join(out, LOCK_NAME), os.O_RDONLY)
     except OSError:
@@ -101,6 +108,8 @@ def remove_leftovers(out: str) -> list[str]:
     and a Zarr store can hold millions of chunk files.
     """
     removed: list[str] = []
+    if is_url(out):
+        return removed  # nothing is written under a temporary name on object storage
     for parent, dirs, files in os.walk(out):
         for name in [*dirs, *files]:
             if name[0] == "." and is_leftover(name):  # hidden first: 100,000 stores are quick

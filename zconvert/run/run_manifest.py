@@ -3,7 +3,6 @@ results merged into it, written now and then and at the end (the document: manif
 
 from __future__ import annotations
 
-import contextlib
 import heapq
 import os
 import time
@@ -15,7 +14,7 @@ from .._version import __version__
 from ..core.convert_options import ConvertOptions, run_chunk_rows
 from ..core.errors import ConfigError
 from ..core.records import DAMAGED, ORPHAN, SERVING, Result, Task
-from ..core.storage import is_url, join
+from ..core.storage import is_url
 from ..stores.folder import REMOTE_REQUESTS, store_exists
 from ..stores.manifest import (
     MANIFEST_VERSION,
@@ -170,9 +169,7 @@ class RunManifest:
             task, stamp = item
             if self._stamp_now(task.archive) != stamp:
                 return False
-            if is_url(task.store):
-                return self._committed_on_object_store(task.store)
-            return self._exists_now(task.store)
+            return self._store_exists(task.store)
 
         if not candidates:
             return []
@@ -194,14 +191,6 @@ class RunManifest:
         except (OSError, ValueError):
             return None
         return f"{size}:{mtime_ns}:{etag}" if etag else None
-
-    def _committed_on_object_store(self, store: str) -> bool:
-        """Whether a store on object storage is complete: its root document, written last
-        (sinks/zarr_url.py), exists; an HDF5 store is uploaded whole, in one object."""
-        if self.options.format == "zarr":
-            root = "zarr.json" if self.options.zarr_format == 3 else ".zgroup"
-            return store_exists(join(store, root), self.storage_options)
-        return store_exists(store, self.storage_options)
 
     def _note_orphan(self, relpath: str, archive: str | None, status: str | None) -> None:
         """An earlier entry no task of this run has: its archive was deleted, renamed or left
@@ -355,7 +344,7 @@ def mark_damaged(
     from .outdir import lock_output
 
     marked = 0
-    with contextlib.nullcontext() if is_url(out) else lock_output(out):
+    with lock_output(out):
         header, entries = iter_manifest(out, storage_options)
         index: list[str] = []
 

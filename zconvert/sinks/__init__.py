@@ -4,6 +4,10 @@ commit, and the layout readers rely on. May import core only.
 Sinks write one store: arrays are added, filled a slab of whole chunks at a time, then the
 store is committed (made visible at its final path) or aborted (nothing left behind).
 
+One Zarr writer (zarr.py) writes local folders and object storage (URLs) alike, through the
+place it writes keys to (places.py), so both get the same bytes. HDF5 needs a rewritable file:
+for a URL it is built locally and uploaded whole on commit (hdf5_url.py).
+
 Slabs run along one axis of an array (`ArraySpec.axis`): the rows (axis 0) for raw blobs and
 C-ordered .npy members, the last axis for Fortran-ordered ones, which arrive a slab of whole
 columns at a time. Every store holds C-order data whatever the axis, so that every reader
@@ -92,9 +96,10 @@ SINKS = {"zarr": "zconvert.sinks.zarr:ZarrSink", "hdf5": "zconvert.sinks.hdf5:HD
 SUFFIXES = {"zarr": ".zarr", "hdf5": ".h5"}
 
 
-# Sinks for URL outputs (object storage: no rename, so completeness is a record written last).
+# Sinks for URL outputs, given the storage options: Zarr's one writer, over object storage
+# (no rename: the root document, written last, makes the store); HDF5 uploaded whole.
 URL_SINKS = {
-    "zarr": "zconvert.sinks.zarr_url:ZarrURLSink",
+    "zarr": "zconvert.sinks.zarr:ZarrSink",
     "hdf5": "zconvert.sinks.hdf5_url:HDF5URLSink",
 }
 

@@ -8,10 +8,11 @@ writes it with `zarr.consolidate_metadata`: Zarr 3 inline in the root `zarr.json
 (`consolidated_metadata`: kind "inline", the node documents keyed by path), Zarr 2 in
 `.zmetadata` (every metadata file keyed by its store key, `zarr_consolidated_format` 1).
 
-Both sinks write the root documents after everything else, in the order given here, the one
-that makes the store a group last (`zarr.json`, or `.zgroup` after `.zattrs` and
-`.zmetadata`): a store missing its last documents is no store at all, never one whose
-consolidated view lists arrays that are not there.
+The Zarr sink writes the root documents after everything else, in a folder or on object
+storage alike, in the order given here, the one that makes the store a group last
+(`zarr.json`, or `.zgroup` after `.zattrs` and `.zmetadata`): a store missing its last
+documents is no store at all, never one whose consolidated view lists arrays that are not
+there.
 """
 
 from __future__ import annotations

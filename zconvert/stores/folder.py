@@ -125,6 +125,18 @@ def store_exists(store: str, storage_options: Options = None) -> bool:
     return bool(fs.exists(store))
 
 
+def remove_store(store: str, storage_options: Options = None) -> None:
+    """Delete a store (a folder, a file, or every object under a URL); none there is fine."""
+    if is_url(store):
+        from ..core.storage import remove_tree
+
+        remove_tree(store, storage_options)
+    else:
+        from ..sinks.atomic import remove_path
+
+        remove_path(store)
+
+
 def stores_exist(stores: list[str], storage_options: Options = None) -> list[bool]:
     """store_exists of each, asked of object storage many at a time (a thread waits on each
     request; fsspec's event loop does the work)."""

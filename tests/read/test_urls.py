@@ -219,3 +219,25 @@ def test_the_api_refuses_bad_places_and_missing_stores_in_one_line(s3):
         zconvert.refs(s3.url("nothing-here"), storage_options=opts)
     with pytest.raises(StoreError, match="no such store"):
         zconvert.open(s3.url("nothing-here/a.zarr"), "x", storage_options=opts)
+
+
+def test_a_protocol_without_its_package_is_one_line_and_exit_2(s3):
+    try:
+        import gcsfs  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("gcsfs is installed here")
+    for command in ("inspect", "verify"):
+        done = _cli(s3, command, "gs://bucket/out")
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.count("\n") == 1 and "needs a package" in done.stderr
+
+
+def test_a_missing_store_in_a_bucket_is_one_line_and_exit_1(s3):
+    done = _cli(s3, "inspect", s3.url("nothing/here.zarr"))
+    assert done.returncode == 1, done.stderr
+    assert (
+        done.stderr.strip()
+        == f"zconvert: error: {s3.url('nothing/here.zarr')}: no such store or run folder"
+    )

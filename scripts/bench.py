@@ -14,12 +14,15 @@ member), small (2,000 tiny archives), startup, shards, codecs; npz (60 .npz file
 np.savez_compressed, against the same floor as the ZIPs); memmap (zconvert.open_memmap of a
 stored .npz member against np.load(mmap_mode="r") of the same .npy on disk: open time and a
 full scan, page cache warm); scale (1,000, 10,000 and 100,000 archives of 250 x 4: convert, an
-up-to-date rerun, verify, inspect, with the cost per archive and the parent's peak memory).
+up-to-date rerun, verify, inspect, with the cost per archive and the parent's peak memory);
+cloud (scripts/bench_cloud.py: the seed set to s3:// against to a folder, an up-to-date rerun of
+1,000 archives on S3, verify and inspect by URL, against moto_server on 127.0.0.1).
 
     python scripts/bench.py                        # the seed set: 15 x 2,000,000 x 4 float32
     python scripts/bench.py --count 60 --suite throughput
     python scripts/bench.py --suite npz,memmap     # .npz inputs, and maps straight from archives
     python scripts/bench.py --suite scale          # per-archive costs at 1k, 10k, 100k archives
+    python scripts/bench.py --suite cloud          # s3:// against a folder (moto_server)
     python scripts/bench.py --suite all --md BENCHMARKS.md --compare BENCHMARKS.md
 """
 
@@ -822,6 +825,7 @@ SUITES = (
     "shards",
     "codecs",
     "scale",
+    "cloud",
 )
 
 
@@ -845,6 +849,7 @@ def main() -> None:
     p.add_argument("--scans", type=int, default=100, help="memmap suite: full scans of each kind")
     p.add_argument("--codec-count", type=int, default=4, help="archives per data kind, codecs")
     p.add_argument("--scale-sizes", default="1000,10000,100000", help="archive counts, scale suite")
+    p.add_argument("--cloud-rerun-count", type=int, default=1000, help="archives, cloud rerun")
     p.add_argument("--rows", type=int, default=2_000_000, help="rows of 4 float32 per array")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--repeat", type=int, default=2)
@@ -888,6 +893,10 @@ def run_suites(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         rows += suite_shards(args)
     if "scale" in suites:
         rows += suite_scale(args)
+    if "cloud" in suites:
+        from bench_cloud import suite_cloud  # s3fs and moto only when asked for
+
+        rows += suite_cloud(args)
     codecs = suite_codecs(args) if "codecs" in suites else []
     print()
     print("\n".join(table_lines(rows)))

@@ -241,3 +241,19 @@ def test_a_missing_store_in_a_bucket_is_one_line_and_exit_1(s3):
         done.stderr.strip()
         == f"zconvert: error: {s3.url('nothing/here.zarr')}: no such store or run folder"
     )
+
+
+def test_a_replaced_object_of_the_same_size_is_redone_whichever_way_it_is_named(tmp_path, s3):
+    """The rerun compares an object's size and ETag, from this run's listing when it made
+    one: a listing of an earlier run in the same process never stands in for it."""
+    _run_on_s3(tmp_path, s3, "zarr3", n=2)
+    opts, out = s3.storage_options, s3.url("out2")
+    report = zconvert.convert(s3.url("in/sub/"), out, storage_options=opts, chunk_rows=5000)
+    assert len(report.converted) == 2  # and this process has listed in/sub/
+    other = float_rows(20_001, seed=99)  # a1's row count: the same size, other bytes
+    s3.upload(make_zip(tmp_path / "new" / "a1.zip", {"blob1.bin": other}), "in/sub/a1.zip")
+    report = zconvert.convert(s3.url("in/sub/a1.zip"), out, storage_options=opts, chunk_rows=5000)
+    assert [r.relpath for r in report.converted] == ["a1.zarr"]
+    np.testing.assert_array_equal(zconvert.open(f"{out}/a1.zarr", storage_options=opts)[:], other)
+    report = zconvert.convert(s3.url("in/sub/a1.zip"), out, storage_options=opts, chunk_rows=5000)
+    assert [r.relpath for r in report.skipped] == ["a1.zarr"] and not report.converted

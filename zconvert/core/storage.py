@@ -119,27 +119,49 @@ def discover(url: str, storage_options: Mapping[str, Any] | None = None) -> list
     if any(c in stripped for c in _GLOB_CHARS):
         first = min(stripped.index(c) for c in _GLOB_CHARS if c in stripped)
         root = stripped[:first].rsplit("/", 1)[0]
-        for path in fs.glob(stripped):
+        for path, info in fs.glob(stripped, detail=True).items():
             rel = posixpath.relpath(path, root)
-            if searched_archive(rel) and fs.isfile(path):
-                found.append((full_url(fs, path), rel))
+            if searched_archive(rel) and info.get("type") == "file":
+                found.append((_listed(fs, path, info), rel))
         found.sort(key=lambda item: search_order(item[1]))
         if not found:
             raise ConfigError("inputs", f"{url} matches no .zip or .npz archive")
         return found
     root = stripped.rstrip("/")
     if url.endswith("/") or fs.isdir(root):
-        for path in fs.find(root):
+        for path, info in fs.find(root, detail=True).items():
             rel = posixpath.relpath(path, root)
             if searched_archive(rel):
-                found.append((full_url(fs, path), rel))
+                found.append((_listed(fs, path, info), rel))
         found.sort(key=lambda item: search_order(item[1]))
         if not found and not fs.exists(root):
             raise ConfigError("inputs", f"{url} does not exist")
         return found
     if not fs.isfile(root):
         raise ConfigError("inputs", f"{url} does not exist")
+    _LISTED.pop(full_url(fs, root), None)  # not listed by this run: asked afresh by a rerun
     return [(full_url(fs, root), posixpath.basename(root))]
+
+
+# (size, ETag) of the archives this process's discovery listed: a rerun compares them with
+# the manifest's, rather than asking each object again (one HEAD each).
+_LISTED: dict[str, tuple[int, str | None]] = {}
+
+
+def _listed(fs: Any, path: str, info: Mapping[str, Any]) -> str:
+    url = full_url(fs, path)
+    _LISTED[url] = (int(info.get("size") or 0), _etag(info))
+    return url
+
+
+def _etag(info: Mapping[str, Any]) -> str | None:
+    etag = info.get("ETag") or info.get("etag")
+    return str(etag).strip('"') if etag else None
+
+
+def listed_stamp(url: str) -> tuple[int, str | None] | None:
+    """(size, ETag) of an archive as this run's discovery listed it, or None if it did not."""
+    return _LISTED.get(url)
 
 
 def open_input(url: str, storage_options: Mapping[str, Any] | None = None) -> BinaryIO:
@@ -164,8 +186,7 @@ def source_stat(
         mtime_ns = int(mtime.timestamp() * 1e9)
     elif isinstance(mtime, (int, float)):
         mtime_ns = int(mtime * 1e9)
-    etag = info.get("ETag") or info.get("etag")
-    return int(info.get("size") or 0), mtime_ns, str(etag).strip('"') if etag else None
+    return int(info.get("size") or 0), mtime_ns, _etag(info)
 
 
 def check_output_place(

@@ -181,7 +181,7 @@ def inspect_output(out: str | os.PathLike[str], storage_options: Options = None)
     # but gone is "missing".
     held = [s for s in stores if s["status"] != "failed"]
     for s, exists in zip(
-        held, stores_exist([s["store"] for s in held], storage_options), strict=True
+        held, stores_exist([s["store"] for s in held], storage_options, out), strict=True
     ):
         if not exists:
             s["status"] = "missing" if s["status"] != ORPHAN else None

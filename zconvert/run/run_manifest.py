@@ -15,7 +15,7 @@ from ..core.convert_options import ConvertOptions, run_chunk_rows
 from ..core.errors import ConfigError
 from ..core.records import DAMAGED, ORPHAN, SERVING, Result, Task
 from ..core.storage import is_url
-from ..stores.folder import REMOTE_REQUESTS, store_exists
+from ..stores.folder import REMOTE_REQUESTS, store_exists, stores_exist
 from ..stores.manifest import (
     MANIFEST_VERSION,
     entry_line,
@@ -160,37 +160,48 @@ class RunManifest:
         return found
 
     def _current_remote(self, candidates: list[tuple[Task, str]]) -> list[Task]:
-        """The tasks whose archive (an object's stamp) or store (on object storage) is as the
-        manifest records: a request or two each, made REMOTE_REQUESTS at a time (a rerun of 300
-        current archives against moto on loopback, which answers one request at a time: 2.1 s
-        one after the other, 1.6 s this way; a real object store answers many at once)."""
-
-        def current(item: tuple[Task, str]) -> bool:
-            task, stamp = item
-            if self._stamp_now(task.archive) != stamp:
-                return False
-            return self._store_exists(task.store)
-
+        """The tasks whose archive (a URL) or store (on object storage) is as the manifest
+        records. An object archive's size and ETag come from this run's listing of its
+        prefix when it made one (else a HEAD each, REMOTE_REQUESTS at a time), and the stores
+        from one listing of OUT, or a HEAD of each root document when that is fewer requests
+        (stores_exist)."""
         if not candidates:
             return []
+        archives_ok = self._many(lambda item: self._stamp_holds(*item), candidates)
+        kept = [task for (task, _), ok in zip(candidates, archives_ok, strict=True) if ok]
+        stores = [task.store for task in kept]
+        if is_url(self.out):
+            exist = stores_exist(stores, self.storage_options, self.out)
+        else:
+            exist = [self._exists_now(store) for store in stores]
+        return [task for task, ok in zip(kept, exist, strict=True) if ok]
+
+    @staticmethod
+    def _many(check: Any, items: list[Any]) -> list[bool]:
+        """check(item) for each item, REMOTE_REQUESTS at a time (each may wait on a request)."""
         from concurrent.futures import ThreadPoolExecutor
 
-        with ThreadPoolExecutor(min(REMOTE_REQUESTS, len(candidates))) as pool:
-            verdicts = list(pool.map(current, candidates))
-        return [task for (task, _), ok in zip(candidates, verdicts, strict=True) if ok]
+        with ThreadPoolExecutor(min(REMOTE_REQUESTS, len(items))) as pool:
+            return list(pool.map(check, items))
 
-    def _stamp_now(self, archive: str) -> str | None:
-        """The archive's stamp as the manifest's index records it ("size:mtime:ctime", or
-        "size:mtime:ETag" for an object), now; None when there is none to trust."""
+    def _stamp_holds(self, task: Task, stamp: str) -> bool:
+        """Whether the archive is as the index row's stamp records it: a file's size, mtime and
+        ctime; an object's size and ETag (its content's tag: a new upload of other bytes has
+        another, and the same bytes uploaded again are the same archive)."""
+        archive = task.archive
         if not is_url(archive):
-            return file_stamp(archive)
-        from ..core.storage import source_stat
+            return file_stamp(archive) == stamp
+        from ..core.storage import listed_stamp, source_stat
 
-        try:
-            size, mtime_ns, etag = source_stat(archive, self.storage_options)
-        except (OSError, ValueError):
-            return None
-        return f"{size}:{mtime_ns}:{etag}" if etag else None
+        now = listed_stamp(archive)
+        if now is None:
+            try:
+                size, _, etag = source_stat(archive, self.storage_options)
+            except (OSError, ValueError):
+                return False
+            now = (size, etag)
+        size, _, etag = stamp.split(":", 2)
+        return now[1] is not None and (str(now[0]), now[1]) == (size, etag)
 
     def _note_orphan(self, relpath: str, archive: str | None, status: str | None) -> None:
         """An earlier entry no task of this run has: its archive was deleted, renamed or left

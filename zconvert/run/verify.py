@@ -68,7 +68,7 @@ def verify(
             # failed (no store) and orphans are not checked; OUT may have moved since the run
             stores = [store_location(path, r.relpath) for r in results]
             for result, store, exists in zip(
-                results, stores, stores_exist(stores, so), strict=True
+                results, stores, stores_exist(stores, so, path), strict=True
             ):
                 if not exists:
                     items.append(f"{store}: listed in the manifest but missing")

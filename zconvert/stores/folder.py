@@ -137,17 +137,49 @@ def remove_store(store: str, storage_options: Options = None) -> None:
         remove_path(store)
 
 
-def stores_exist(stores: list[str], storage_options: Options = None) -> list[bool]:
-    """store_exists of each, asked of object storage many at a time (a thread waits on each
-    request; fsspec's event loop does the work)."""
+def stores_exist(
+    stores: list[str], storage_options: Options = None, out: str | None = None
+) -> list[bool]:
+    """store_exists of each. On object storage, from one listing of `out` when that is fewer
+    requests than asking for each store's root document (REMOTE_REQUESTS at a time): a
+    listing page holds 1,000 keys, so it wins while stores hold fewer than about 60 keys each,
+    which one store's own listing tells. A listing sees only complete stores too: it looks
+    for the root document, as store_exists does."""
     if not any(is_url(s) for s in stores):
         return [os.path.exists(s) for s in stores]
+    if out is not None and len(stores) > 1 and _listing_is_cheaper(stores, out, storage_options):
+        fs = filesystem(out, storage_options)
+        try:
+            keys = set(fs.find(fs._strip_protocol(out)))
+        except FileNotFoundError:
+            keys = set()
+        return [_listed(fs._strip_protocol(s), keys) for s in stores]
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(REMOTE_REQUESTS) as pool:
         return list(pool.map(lambda s: store_exists(s, storage_options), stores))
 
 
+def _listing_is_cheaper(stores: list[str], out: str, storage_options: Options) -> bool:
+    zarr = [s for s in stores if s.endswith(".zarr")]
+    if not zarr:
+        return True  # HDF5 stores are one object each
+    fs = filesystem(out, storage_options)
+    try:
+        keys_per_store = max(1, len(fs.find(fs._strip_protocol(zarr[0]))))
+    except FileNotFoundError:
+        keys_per_store = 1
+    pages = keys_per_store * len(stores) / LISTING_PAGE_KEYS
+    return pages <= len(stores) / REMOTE_REQUESTS
+
+
+def _listed(store: str, keys: set[str]) -> bool:
+    if store.endswith(".zarr"):
+        return any(f"{store}/{name}" in keys for name in ZARR_ROOTS)
+    return store in keys
+
+
+LISTING_PAGE_KEYS = 1000  # keys in one page of an S3 listing (ListObjectsV2's maximum)
 # Requests to object storage in flight at once (fsspec runs them on its event loop; threads
 # only wait for them).
 REMOTE_REQUESTS = 16

@@ -9,6 +9,7 @@ needs them.
 
 from __future__ import annotations
 
+import io
 import os
 import posixpath
 import re
@@ -165,21 +166,38 @@ def listed_stamp(url: str) -> tuple[int, str | None] | None:
 
 
 def open_input(url: str, storage_options: Mapping[str, Any] | None = None) -> BinaryIO:
-    """A seekable binary file object reading url with range requests, one block cached."""
+    """A seekable binary file object reading url with range requests, one block cached; an
+    object of one block or less is read whole by one GET (where a ZIP's end, its central
+    directory and its members would each cost one). Its `zconvert_stat` is source_stat's
+    answer, from the request that sized what is read."""
     fs = filesystem(url, storage_options)
-    return fs.open(url, "rb", block_size=READ_BLOCK_BYTES, cache_type="readahead")
+    info = _fresh_info(fs, url)
+    size = int(info.get("size") or 0)
+    if 0 < size <= READ_BLOCK_BYTES:  # a range: s3fs would otherwise ask for the size again
+        f: Any = _StatedBytes(fs.cat_file(url, start=0, end=size))
+    else:
+        f = fs.open(url, "rb", block_size=READ_BLOCK_BYTES, cache_type="readahead")
+    try:
+        f.zconvert_stat = _stat(info)
+    except AttributeError:  # a file object that takes no attributes: asked again when needed
+        pass
+    return f
 
 
-def source_stat(
-    url: str, storage_options: Mapping[str, Any] | None = None
-) -> tuple[int, int, str | None]:
-    """(size, mtime in ns or 0 when the backend has none, ETag or None) of a remote archive:
-    what a rerun compares, as it compares a local file's size, mtime and ctime. Asked of the
-    store itself, never of fsspec's listing cache (an earlier listing of a replaced object
-    would describe the object it replaced)."""
-    fs = filesystem(url, storage_options)
+class _StatedBytes(io.BytesIO):
+    """A small object's bytes, read by one GET, with the stat of the object they are."""
+
+    zconvert_stat: tuple[int, int, str | None] | None = None
+
+
+def _fresh_info(fs: Any, url: str) -> dict[str, Any]:
+    """An object's info asked of the store itself, never of fsspec's listing cache (an
+    earlier listing of a replaced object would describe the object it replaced)."""
     fs.invalidate_cache(fs._strip_protocol(url))
-    info = fs.info(url)
+    return fs.info(url)
+
+
+def _stat(info: Mapping[str, Any]) -> tuple[int, int, str | None]:
     mtime = info.get("LastModified") or info.get("mtime") or info.get("created")
     mtime_ns = 0
     if hasattr(mtime, "timestamp"):
@@ -187,6 +205,19 @@ def source_stat(
     elif isinstance(mtime, (int, float)):
         mtime_ns = int(mtime * 1e9)
     return int(info.get("size") or 0), mtime_ns, _etag(info)
+
+
+def source_stat(
+    url: str, storage_options: Mapping[str, Any] | None = None, fileobj: Any = None
+) -> tuple[int, int, str | None]:
+    """(size, mtime in ns or 0 when the backend has none, ETag or None) of a remote archive:
+    what a rerun compares, as it compares a local file's size, mtime and ctime. From
+    `fileobj` when open_input opened it (the request that sized what was read), else asked
+    of the store itself."""
+    stat = getattr(fileobj, "zconvert_stat", None)
+    if stat is not None:
+        return stat
+    return _stat(_fresh_info(filesystem(url, storage_options), url))
 
 
 def check_output_place(
@@ -241,10 +272,23 @@ def upload(local_path: str, url: str, storage_options: Mapping[str, Any] | None 
 
 
 def remove_tree(url: str, storage_options: Mapping[str, Any] | None = None) -> None:
-    """Delete url and everything below it; nothing there is not an error."""
+    """Delete url (an object) and everything below it; nothing there is not an error. One
+    listing finds both (the keys beginning with its name, less its siblings), and one bulk
+    delete removes them: a store not there yet costs one request."""
     fs = filesystem(url, storage_options)
+    path = fs._strip_protocol(url).rstrip("/")
+    parent, _, name = path.rpartition("/")
     try:
-        fs.rm(url, recursive=True)
+        found = fs.find(parent, prefix=name) if parent else []
+    except (TypeError, NotImplementedError):  # a filesystem whose find takes no prefix
+        found = fs.find(path) if fs.exists(path) else []
     except FileNotFoundError:
-        pass
-    fs.invalidate_cache()
+        found = []
+    doomed = [k for k in found if k == path or k.startswith(path + "/")]
+    if doomed:
+        try:
+            fs.rm(doomed)
+        except FileNotFoundError:
+            pass
+    fs.invalidate_cache(path)
+    fs.invalidate_cache(parent)

@@ -86,7 +86,7 @@ def _convert(
     with fileobj, zf:
         members, skipped, layouts = checked_members(task.archive, fileobj, zf, options)
         dims = dimension_names(members, [layout.shape for layout in layouts])
-        source = _source_stat(task)
+        source = _source_stat(task, fileobj)
         source_size, source_mtime_ns = source[:2]
         sink = open_sink(
             task.store,
@@ -116,7 +116,7 @@ def _convert(
     return records, skipped, bytes_in, bytes_out, source
 
 
-def _source_stat(task: Task) -> tuple[int, int, int | None, str | None]:
+def _source_stat(task: Task, fileobj: Any) -> tuple[int, int, int | None, str | None]:
     """(size, mtime, ctime, ETag) of the archive, times in ns: a file has a ctime, an object
     an ETag. The store records size and mtime; the manifest all of them, so that a rerun
     trusts a stat only for an archive nothing has touched since (restoring an mtime changes
@@ -124,7 +124,7 @@ def _source_stat(task: Task) -> tuple[int, int, int | None, str | None]:
     if is_url(task.archive):
         from ..core.storage import source_stat
 
-        size, mtime_ns, etag = source_stat(task.archive, task.storage_options)
+        size, mtime_ns, etag = source_stat(task.archive, task.storage_options, fileobj)
         return size, mtime_ns, None, etag
     stat = os.stat(task.archive)
     return stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, None

@@ -12,8 +12,6 @@ import os
 import posixpath
 from typing import NamedTuple
 
-import numpy as np
-
 from ..core.errors import StoreError
 from ..core.storage import filesystem, is_url, join
 from ..sinks.atomic import TEMP_MARK
@@ -215,6 +213,8 @@ def manifest_arrays(out: str, storage_options: Options = None) -> list[ManifestA
 
 def stacking_problem(arrays: list[ManifestArray]) -> str | None:
     """Why the arrays cannot be stacked along rows, or None when they can."""
+    import numpy as np  # not at import: a rerun's parent decides without numpy
+
     kinds = {(np.dtype(a.dtype).str, a.shape[1:]) for a in arrays}
     if len(kinds) > 1:
         listed = ", ".join(f"{d} x {list(s)}" for d, s in sorted(kinds))

@@ -17,8 +17,6 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from ..core.errors import StoreError
 from ..core.storage import filesystem, is_url, join, open_input
 
@@ -225,6 +223,8 @@ def opened_store(
 
 def plain(value: Any) -> Any:
     """numpy values from HDF5 attributes -> Python values (for JSON and comparisons)."""
+    import numpy as np  # not at import: a rerun's parent decides without numpy
+
     if isinstance(value, np.ndarray):
         return value.tolist()
     if isinstance(value, np.generic):

@@ -263,7 +263,7 @@ def test_a_script_without_a_main_guard_converts_once_in_the_pool(seed_dir, tmp_p
     assert "Traceback" not in proc.stderr
 
 
-def test_the_parent_process_never_imports_numpy_for_a_zarr_run(seed_dir, tmp_path):
+def test_the_parent_process_never_imports_numpy_for_a_zarr_run_or_its_rerun(seed_dir, tmp_path):
     """Workers do the array work; numpy in the parent costs 0.1 s and a BLAS thread pool that
     spins on the cores the workers need."""
     code = (
@@ -271,6 +271,8 @@ def test_the_parent_process_never_imports_numpy_for_a_zarr_run(seed_dir, tmp_pat
         "report = zconvert.convert(sys.argv[1], sys.argv[2], workers=2, executor='local', "
         "dtype='float32')\n"
         "assert report.ok and len(report.converted) == 3, report.failed\n"
+        "report = zconvert.convert(sys.argv[1], sys.argv[2], dtype='float32')\n"
+        "assert report.ok and len(report.skipped) == 3, report.failed\n"
         "assert 'numpy' not in sys.modules, 'numpy imported in the parent'\n"
     )
     run_python(code, seed_dir, tmp_path / "out")

@@ -19,11 +19,12 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Iterable
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from ..core.records import SkippedMember
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def chunk_key(array: Any) -> str:
@@ -33,6 +34,8 @@ def chunk_key(array: Any) -> str:
 
 def chunk_dtype(array: Any) -> np.dtype:
     """The dtype of the chunk's bytes, byte order included (Zarr 3 keeps it in the codec)."""
+    import numpy as np  # not at import: a rerun's parent looks at layouts without numpy
+
     metadata = array.metadata
     if metadata.zarr_format == 2:
         return np.dtype(metadata.dtype.to_native_dtype())
@@ -74,6 +77,11 @@ def chunk_path(store: str, array: Any) -> str:
     return os.path.join(store, *array.path.split("/"), *chunk_key(array).split("/"))
 
 
+# The document at a Zarr store's root that makes a folder (or a URL prefix) a store: the last
+# one a sink writes, so a store is complete once it is there (Zarr 3, Zarr 2).
+ZARR_ROOTS = ("zarr.json", ".zgroup")
+
+
 # The NAME attribute netCDF-4 gives a dimension's scale when no variable holds its values;
 # netCDF-C and h5netcdf list such a dataset as a dimension only, and so do our readers.
 NETCDF_DIMENSION_ONLY = "This is a netCDF dimension but not a netCDF variable."
@@ -105,7 +113,7 @@ def read_skipped_members(value: Any) -> list[SkippedMember]:
     before the pairs hold 'member: reason' strings, split at the first ': '."""
     if value is None:
         return []
-    if isinstance(value, np.ndarray):
+    if hasattr(value, "tolist"):  # a numpy array (h5py), without importing numpy
         value = value.tolist()
     if isinstance(value, (str, bytes)):  # one string, never its characters
         value = [value]

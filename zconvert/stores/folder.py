@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import os
 import posixpath
-from typing import NamedTuple
+from collections.abc import Mapping
+from typing import Any, NamedTuple
 
 from ..core.errors import StoreError
 from ..core.storage import filesystem, is_url, join
 from ..sinks.atomic import TEMP_MARK
+from ..sinks.layout import ZARR_ROOTS
 from .manifest import manifest_path, read_results
-from .opened import ZARR_ROOTS, Options
+
+Options = Mapping[str, Any] | None  # fsspec storage options, as in opened.py
 
 LOCK_NAME = ".zconvert.lock"
 COMBINED_NAME = "all.h5"  # an HDF5 run's virtual dataset over all its arrays

@@ -19,9 +19,9 @@ from typing import Any
 
 from ..core.errors import StoreError
 from ..core.storage import filesystem, is_url, join, open_input
+from ..sinks.layout import ZARR_ROOTS
 
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
-ZARR_ROOTS = ("zarr.json", ".zgroup")  # the document that makes a folder a Zarr store
 
 Options = Mapping[str, Any] | None
 

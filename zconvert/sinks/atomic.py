@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import uuid
 
 TEMP_MARK = ".zconvert-tmp-"
 
@@ -12,7 +11,7 @@ TEMP_MARK = ".zconvert-tmp-"
 def temp_sibling(final_path: str) -> str:
     """A hidden sibling of final_path that no reader globbing for stores will pick up."""
     parent, base = os.path.split(final_path)
-    return os.path.join(parent, f".{base}{TEMP_MARK}{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    return os.path.join(parent, f".{base}{TEMP_MARK}{os.getpid()}-{os.urandom(4).hex()}")
 
 
 def remove_path(path: str) -> None:

@@ -166,7 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=MAIN_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--version", action=_VersionAction, nargs=0, help="show the version and exit")
+    parser.add_argument(
+        "--version", action=_VersionAction, nargs=0, help="show the version and exit"
+    )
     common = _common_options()
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     raw = argparse.RawDescriptionHelpFormatter

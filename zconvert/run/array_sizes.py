@@ -5,13 +5,12 @@ layout: no I/O (tests/run/test_array_sizes.py). run/worker.py streams by them.""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from ..core.convert_options import ConvertOptions, default_chunk_rows
 
 
-@dataclass(frozen=True)
-class ArraySizes:
+class ArraySizes(NamedTuple):  # not a dataclass: 6x cheaper to define at start-up
     """How one array is cut, in the member's stream order (rows first)."""
 
     chunks: tuple[int, ...]  # the write grid: shards where there are shards, else chunks

@@ -7,12 +7,10 @@ for zstd and gzip. Zarr 3 has no standard shuffle codec, so zstd and gzip go wit
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 
-@dataclass(frozen=True)
-class CodecPreset:
+class CodecPreset(NamedTuple):  # not a dataclass: 6x cheaper to define at start-up
     name: str
     kind: str  # "none" | "blosc" | "zstd" | "gzip"
     cname: str | None = None

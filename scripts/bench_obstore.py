@@ -238,9 +238,13 @@ def main() -> None:
     args = ap.parse_args()
 
     import fsspec
-    import obstore
     import s3fs
     import zarr
+
+    try:
+        import obstore
+    except ImportError:
+        raise SystemExit("this benchmark compares with obstore: pip install obstore") from None
 
     print(
         f"s3fs {s3fs.__version__}  fsspec {fsspec.__version__}  obstore {obstore.__version__}"

@@ -173,9 +173,11 @@ def test_a_run_killed_before_its_manifest_is_inspected_resumed_and_verified(tmp_
     fs.rm(f"{s3.bucket}/out/manifest.json")
     fs.rm(f"{s3.bucket}/out/sub/a2.zarr", recursive=True)
     done = _cli(s3, "inspect", out, "--json")
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 1, done.stderr  # shown, and not finished
     info = json.loads(done.stdout)
     assert not info["complete"] and info["counts"]["found"] == 2
+    done = _cli(s3, "verify", out)
+    assert done.returncode == 1 and "did not finish" in done.stdout, done.stdout + done.stderr
     assert sorted(s["relpath"] for s in info["stores"]) == ["sub/a0.zarr", "sub/a1.zarr"]
 
     done = _cli(s3, "convert", s3.url("in/"), "-o", out, "--chunk-rows", "5000", "--json")

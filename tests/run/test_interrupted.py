@@ -66,11 +66,17 @@ def test_sigterm_writes_an_incomplete_manifest_and_a_rerun_resumes(tmp_path):
     hidden = {p.name for p in out.iterdir() if p.name.startswith(".")}
     assert hidden <= {".zconvert.lock"}, hidden
 
+    # A run that did not finish is shown, and exits 1: `verify OUT && publish` stops there.
     shown = cli("inspect", str(out))
-    assert shown.returncode == 0, shown.stderr
+    assert shown.returncode == 1, shown.stderr
     assert "did not finish" in shown.stdout and "run the same zconvert convert" in shown.stdout
     assert all(name in shown.stdout for name in on_disk)
-    assert cli("verify", str(out)).returncode == 0
+    checked = cli("verify", str(out))
+    assert checked.returncode == 1 and "1 problem" in checked.stderr, checked.stderr
+    assert checked.stdout.strip() == f"{out}: " + (
+        "the run that wrote this folder did not finish (manifest written "
+        f"{document['written']}); run the same zconvert convert command again to resume"
+    )
 
     rerun = cli("convert", *args)
     assert rerun.returncode == 0, rerun.stderr
@@ -97,7 +103,7 @@ def test_kill_9_before_any_manifest_leaves_a_folder_inspect_and_verify_read(tmp_
     assert finished
 
     shown = cli("inspect", str(out))
-    assert shown.returncode == 0, shown.stderr
+    assert shown.returncode == 1, shown.stderr
     assert "(no manifest.json)" in shown.stdout and "did not finish" in shown.stdout
     assert f"{len(finished)} complete stores found" in shown.stdout
     assert all(name in shown.stdout for name in finished)
@@ -105,14 +111,15 @@ def test_kill_9_before_any_manifest_leaves_a_folder_inspect_and_verify_read(tmp_
     assert as_json["complete"] is False and as_json["counts"]["found"] == len(finished)
 
     checked = cli("verify", str(out))
-    assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert "no manifest.json" in checked.stderr and "0 problems" in checked.stderr
-    assert zconvert.verify(out) == []
+    assert checked.returncode == 1, checked.stdout + checked.stderr
+    assert "no manifest.json" in checked.stdout and "1 problem" in checked.stderr
+    unfinished = zconvert.verify(out)
+    assert len(unfinished) == 1 and "did not finish" in unfinished[0]
     # a store damaged after the kill is found, named by its path
     chunk = next(p for p in (out / finished[0]).rglob("*") if p.is_file() and "c" in p.parts)
     chunk.write_bytes(chunk.read_bytes()[:-7])
     problems = zconvert.verify(out)
-    assert len(problems) == 1 and problems[0].startswith(str(out / finished[0])), problems
+    assert len(problems) == 2 and problems[1].startswith(str(out / finished[0])), problems
     import shutil
 
     shutil.rmtree(out / finished[0])  # what verify's "reconvert it" asks for

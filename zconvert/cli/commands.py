@@ -1,8 +1,9 @@
 """The `zconvert` command: runs the subcommands parser.py defines and prints results.
 
 Exit status: 0 all converted (or verified), 1 any archive failed (or was refused by a dry
-run, or any verify problem), 2 usage or config error, or OUT locked by another run,
-130 interrupted.
+run, or any verify problem, or the run verified or inspected did not finish), 2 usage or
+config error, or OUT locked by another run, 130 interrupted (143 terminated), 141 stdout
+closed by its reader. With --json every outcome prints one JSON object.
 """
 
 from __future__ import annotations
@@ -75,7 +76,10 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     config = _config_from(args)
     bar = ProgressBar(want_bar(args.quiet))
 
+    args.partial_results = []  # what --json reports if the run is interrupted
+
     def on_result(result: Any) -> None:
+        args.partial_results.append(result)
         bar.update(result)
         if result.status == "failed":
             log.error("%s", _failure_line(result))
@@ -105,16 +109,11 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
-    from ..read.inspect import UNFINISHED
     from ..run.verify import verify
-    from ..stores.folder import is_unfinished_folder
 
     if args.workers is not None and args.workers < 1:
         log.error("error: --workers: %s is not a positive number of processes", args.workers)
         return EXIT_USAGE
-    for path in args.paths:
-        if is_unfinished_folder(path):
-            log.warning("note: %s: no manifest.json: %s", path, UNFINISHED.format(when=""))
     problems = verify(args.paths, sources=args.sources, workers=args.workers)
     for line in problems:
         print(line, flush=True)
@@ -130,23 +129,25 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     from .inspect_text import output_lines, store_lines
 
     info = inspect_path(args.path)
+    # A run that did not finish is shown, and exits 1: `inspect OUT && publish` stops there.
+    status = EXIT_FAILED if info["kind"] == "output" and not info["complete"] else EXIT_OK
     if args.json:
         if info["kind"] == "output" and args.arrays:
             info["store_arrays"] = [
                 inspect_store(s["store"]) for s in info["stores"] if s["status"] == "converted"
             ]
         _print_json(info)
-        return EXIT_OK
+        return status
     if info["kind"] == "store":
         print("\n".join(store_lines(info)))
-        return EXIT_OK
+        return status
     print("\n".join(output_lines(info)))
     if args.arrays:
         for s in info["stores"]:
             if s["status"] == "converted":
                 print()
                 print("\n".join(store_lines(inspect_store(s["store"]))))
-    return EXIT_OK
+    return status
 
 
 def _cmd_config(args: argparse.Namespace) -> int:
@@ -208,9 +209,13 @@ VALUE_MAY_START_WITH_DASH = ("--shape",)
 def main(argv: Sequence[str] | None = None) -> int:
     configure_process()
     parser = build_parser()
-    args = parser.parse_args(
-        _negative_values_attached(list(sys.argv[1:] if argv is None else argv))
-    )
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = parser.parse_args(_negative_values_attached(argv))
+    except SystemExit as exc:  # a usage error (argparse said why on stderr), or --help
+        if exc.code == EXIT_USAGE and "--json" in argv:
+            _print_json({"ok": False, "error": "usage error (see stderr)", "exit_status": 2})
+        raise
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE
@@ -236,13 +241,40 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.error("error: %s", exc, exc_info=args.debug)
         if not args.debug:
             log.debug("traceback of the error above", exc_info=True)
-        return EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_FAILED
+        return _outcome(args, str(exc), EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_FAILED)
     except KeyboardInterrupt as exc:
-        log.error(
+        message = (
             "interrupted; finished stores are kept and listed in the manifest, partial ones "
             "removed: run the same command again to resume"
         )
-        return 143 if isinstance(exc, Terminated) else 130
+        log.error("%s", message)
+        return _outcome(args, message, 143 if isinstance(exc, Terminated) else 130, True)
+    except BrokenPipeError:
+        # The reader of stdout left (`zconvert inspect OUT --json | head`): nothing more to
+        # say, and nothing to flush at exit either.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+
+
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what `cat` or `git log` give when `head` stops reading
+
+
+def _outcome(args: argparse.Namespace, error: str, status: int, interrupted: bool = False) -> int:
+    """With --json, every outcome is one object on stdout, an error or an interruption too
+    (with the results so far of an interrupted convert), so that a scheduler can parse it."""
+    if getattr(args, "json", False):
+        document: dict[str, Any] = {"ok": False, "error": error, "exit_status": status}
+        partial = getattr(args, "partial_results", None) if interrupted else None
+        if partial is not None:
+            document["results"] = [r.to_dict() for r in partial]
+            for status_name in ("converted", "skipped", "failed"):
+                document[status_name] = sum(r.status == status_name for r in partial)
+        try:
+            _print_json(document)
+            sys.stdout.flush()
+        except BrokenPipeError:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return status
 
 
 class Terminated(KeyboardInterrupt):

@@ -15,6 +15,7 @@ from ..core.records import DAMAGED, ORPHAN
 from ..core.storage import as_path, is_url
 from ..sinks.layout import SKIPPED_ATTR, read_skipped_members
 from ..stores.folder import (
+    UNFINISHED,
     absolute,
     is_output_folder,
     is_unfinished_folder,
@@ -140,12 +141,6 @@ def _dtype_str(dtype: str) -> str:
     import numpy as np
 
     return np.dtype(dtype).str
-
-
-UNFINISHED = (
-    "the run that wrote this folder did not finish{when}; run the same zconvert convert "
-    "command again to resume"
-)
 
 
 def inspect_output(out: str | os.PathLike[str], storage_options: Options = None) -> dict[str, Any]:

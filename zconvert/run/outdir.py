@@ -57,7 +57,14 @@ def close_inherited_locks() -> None:
 
 def _acquire(path: str, out: str) -> int:
     while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as exc:  # a folder this process cannot write: refused, one line
+            raise ConfigError(
+                "output",
+                f"{out}: cannot write in it ({exc.strerror}); choose a folder you can write, "
+                "or fix its permissions",
+            ) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

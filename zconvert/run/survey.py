@@ -30,7 +30,27 @@ def output_root(config: RunConfig) -> str:
             f"{out} exists and is not a folder; name a folder for the stores (it is created "
             "if missing)",
         )
+    else:
+        _refuse_unwritable(out)
     return out
+
+
+def _refuse_unwritable(out: str) -> None:
+    """A folder this process cannot write in (or create) is refused before any work, by
+    `plan` as by `convert`: every store, the lock and the manifest would fail."""
+    folder = out
+    while not os.path.lexists(folder):  # the nearest existing parent is where it is made
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            return
+        folder = parent
+    if not os.access(folder, os.W_OK | os.X_OK):
+        what = "cannot write in it:" if folder == out else f"cannot create it in {folder}:"
+        raise ConfigError(
+            "output",
+            f"{out}: {what} permission denied; choose a folder you can write, or fix its "
+            "permissions",
+        )
 
 
 class Survey:

@@ -10,20 +10,27 @@ from ..core.errors import ConfigError
 from ..core.records import Task
 from ..core.storage import ARCHIVE_SUFFIXES, is_url, join, search_order, searched_archive
 from ..sinks import SUFFIXES
+from ..stores.folder import COMBINED_NAME, is_leftover
 from .config import RunConfig
 
 
 def discover(inputs: tuple[str, ...]) -> list[tuple[str, str]]:
     """(archive, its '/'-separated path below its input) pairs: named files as given (any
-    name), folders searched recursively for ARCHIVE_SUFFIXES, in sorted order per input.
-    os.walk tells files from folders without a stat per file: 100,000 archives are listed in
-    about 0.1 s."""
+    name), folders searched recursively for ARCHIVE_SUFFIXES, symlinked folders too (once
+    each), in sorted order per input; a folder that cannot be searched is refused, never
+    skipped. os.walk tells files from folders without a stat per file (one per folder):
+    100,000 archives are listed in about 0.1 s."""
     found: list[tuple[str, str]] = []
     for raw in inputs:
         path = os.path.abspath(os.path.expanduser(raw))
         if os.path.isdir(path):
             archives = []
-            for parent, dirs, files in os.walk(path):
+            unreadable: list[OSError] = []
+            seen: set[tuple[int, int]] = set()  # folders searched, by identity: links loop
+            for parent, dirs, files in os.walk(path, onerror=unreadable.append, followlinks=True):
+                if not _first_visit(parent, seen):
+                    dirs[:] = []
+                    continue
                 dirs[:] = [d for d in dirs if d != "__MACOSX"]  # searched_archive's rule, early
                 below = os.path.relpath(parent, path).replace(os.sep, "/")
                 prefix = "" if below == "." else below + "/"
@@ -33,6 +40,14 @@ def discover(inputs: tuple[str, ...]) -> list[tuple[str, str]]:
                     for name in files
                     if searched_archive(prefix + name)
                 )
+            if unreadable:  # never a silent gap: its archives would be left out
+                exc = unreadable[0]
+                more = f" (and {len(unreadable) - 1} more)" if len(unreadable) > 1 else ""
+                raise ConfigError(
+                    "inputs",
+                    f"{exc.filename}: cannot be searched ({exc.strerror}){more}; its archives "
+                    "would be left out: fix its permissions, or name the folders to convert",
+                )
             archives.sort(key=lambda item: search_order(item[0]))
             found.extend((archive, rel) for rel, archive in archives)
         elif os.path.isfile(path):
@@ -40,6 +55,20 @@ def discover(inputs: tuple[str, ...]) -> list[tuple[str, str]]:
         else:
             raise ConfigError("inputs", f"{raw} does not exist")
     return found
+
+
+def _first_visit(folder: str, seen: set[tuple[int, int]]) -> bool:
+    """Whether a folder is searched for the first time: a symlinked folder is searched (its
+    archives are the user's as much as any), once, and a link back up is no loop."""
+    try:
+        st = os.stat(folder)
+    except OSError:
+        return False
+    key = (st.st_dev, st.st_ino)
+    if key in seen:
+        return False
+    seen.add(key)
+    return True
 
 
 def discover_any(
@@ -94,6 +123,18 @@ def store_locator(out: str) -> Callable[[str], str]:
     return lambda relpath: os.path.join(out, *relpath.split("/"))
 
 
+def _refuse_reserved(archive: str, rel: str, fmt: str) -> None:
+    """A store never takes a name zconvert keeps for itself: the combined view of an HDF5 run
+    (OUT/all.h5, which would overwrite it) or a temporary's (which a rerun removes)."""
+    if fmt == "hdf5" and rel == COMBINED_NAME:
+        why = f"{COMBINED_NAME}, the name of an HDF5 run's combined view of every array"
+    elif any(is_leftover(part) for part in rel.split("/")):
+        why = f"{rel}, a name zconvert gives its temporaries (a rerun removes them)"
+    else:
+        return
+    raise ConfigError("inputs", f"{archive} would be stored as {why}; rename the archive")
+
+
 def task_list(config: RunConfig) -> list[Task]:
     """One Task per archive, in a stable order; two archives aiming at one store are refused."""
     store_at = store_locator(output_path(config))
@@ -116,6 +157,7 @@ def task_list(config: RunConfig) -> list[Task]:
             raise ConfigError(
                 "inputs", f"{claimed[rel]} and {archive} would both be written to {rel}; {fix}"
             )
+        _refuse_reserved(archive, rel, config.options.format)
         claimed[rel] = archive
         tasks.append(
             Task(

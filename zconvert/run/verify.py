@@ -22,6 +22,7 @@ from ..core.errors import ArchiveError, ZconvertError
 from ..core.records import DAMAGED, SERVING, ArrayRecord, StoreCheck, StoreVerdict
 from ..core.storage import as_path, is_url
 from ..stores.folder import (
+    UNFINISHED,
     absolute,
     is_output_folder,
     is_unfinished_folder,
@@ -29,7 +30,7 @@ from ..stores.folder import (
     stores_exist,
     stores_in,
 )
-from ..stores.manifest import manifest_path, read_results
+from ..stores.manifest import iter_manifest, manifest_path, read_results
 from ..stores.opened import StoredArray, opened_store, refuse_bad_place
 from ..zipread.archive import MemberReader
 from ..zipread.inflate import crc32
@@ -61,10 +62,15 @@ def verify(
         refuse_bad_place(path, so)
         if is_output_folder(path, so):
             try:
+                header, entries = iter_manifest(path, so)
+                getattr(entries, "close", lambda: None)()  # the header is all this needs
                 results = [r for r in read_results(path, so) if r.status in CHECKED]
             except (OSError, ValueError, KeyError, TypeError) as exc:
                 items.append(f"{manifest_path(path)}: manifest cannot be read ({exc})")
                 continue
+            if header.get("complete", True) is not True:
+                when = f" (manifest written {header.get('written')})"
+                items.append(f"{path}: {UNFINISHED.format(when=when)}")
             # failed (no store) and orphans are not checked; OUT may have moved since the run
             stores = [store_location(path, r.relpath) for r in results]
             for result, store, exists in zip(
@@ -78,6 +84,7 @@ def verify(
                 )
         elif is_unfinished_folder(path, so):
             found = stores_in(path, so)
+            items.append(f"{path}: no manifest.json: {UNFINISHED.format(when='')}")
             if not found:
                 items.append(f"{path}: no manifest.json and no stores")
             items.extend(

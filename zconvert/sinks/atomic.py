@@ -8,10 +8,18 @@ import shutil
 TEMP_MARK = ".zconvert-tmp-"
 
 
+NAME_MAX = 255  # bytes in one file name (Linux, macOS and Windows file systems alike)
+
+
 def temp_sibling(final_path: str) -> str:
-    """A hidden sibling of final_path that no reader globbing for stores will pick up."""
+    """A hidden sibling of final_path that no reader globbing for stores will pick up. It fits
+    wherever the final name fits: a name too long for the mark is shortened (from its end,
+    whole characters), so an archive named with 240 characters still converts."""
     parent, base = os.path.split(final_path)
-    return os.path.join(parent, f".{base}{TEMP_MARK}{os.getpid()}-{os.urandom(4).hex()}")
+    tail = f"{TEMP_MARK}{os.getpid()}-{os.urandom(4).hex()}"
+    room = NAME_MAX - 1 - len(tail.encode())
+    name = base.encode(errors="surrogateescape")[:room].decode(errors="ignore")
+    return os.path.join(parent, f".{name}{tail}")
 
 
 def remove_path(path: str) -> None:

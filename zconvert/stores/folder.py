@@ -25,6 +25,12 @@ LOCK_NAME = ".zconvert.lock"
 COMBINED_NAME = "all.h5"  # an HDF5 run's virtual dataset over all its arrays
 
 
+UNFINISHED = (
+    "the run that wrote this folder did not finish{when}; run the same zconvert convert "
+    "command again to resume"
+)
+
+
 def is_leftover(name: str) -> bool:
     """A temporary a sink or the manifest writer leaves behind only if its process died."""
     return name.startswith(".") and (

@@ -168,3 +168,43 @@ def test_a_reader_that_stops_reading_stdout_ends_no_traceback(tmp_path):
         timeout=120,
     )
     assert len(done.stdout) == 10 and "Traceback" not in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize("layout", [{"zarr_format": 3}, {"zarr_format": 2}, {"format": "hdf5"}])
+def test_npy_members_are_described_as_the_store_holds_them(tmp_path, layout):
+    """nbytes is the array's (no .npy header), bytes_out their sum; the member's own size,
+    header included, is member_bytes; dtype is what the store gives back."""
+    buffer = tmp_path / "x.npy"
+    np.save(buffer, np.arange(90, dtype=">i4").reshape(30, 3))
+    np.save(tmp_path / "y.npy", np.zeros((30, 3)))
+    make_zip(
+        tmp_path / "in" / "a.zip",
+        {"x.npy": buffer.read_bytes(), "y.npy": (tmp_path / "y.npy").read_bytes()},
+    )
+    report = zconvert.convert(tmp_path / "in", tmp_path / "out", **layout)
+    arrays = {a.name: a for a in report.converted[0].arrays}
+    assert (arrays["y"].nbytes, arrays["y"].member_bytes) == (720, 848)
+    assert report.bytes_out == 720 + 360
+    store = tmp_path / "out" / report.converted[0].relpath
+    opened = zconvert.open(store, "x")
+    assert arrays["x"].dtype == opened.dtype.str  # '<i4' from Zarr 3, '>i4' otherwise
+    if layout.get("format") == "hdf5":
+        opened.file.close()
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    entry = manifest["stores"][0]["arrays"]
+    assert [(a["nbytes"], a["member_bytes"]) for a in entry] == [(360, 488), (720, 848)]
+    assert zconvert.verify(tmp_path / "out") == []
+
+
+def test_verify_reads_manifests_written_before_member_bytes(tmp_path):
+    buffer = tmp_path / "y.npy"
+    np.save(buffer, np.zeros((30, 3)))
+    make_zip(tmp_path / "in" / "a.zip", {"y.npy": buffer.read_bytes()})
+    zconvert.convert(tmp_path / "in", tmp_path / "out")
+    path = tmp_path / "out" / "manifest.json"
+    text = (
+        path.read_text().replace('"nbytes":720', '"nbytes":848').replace(',"member_bytes":848', "")
+    )
+    assert '"member_bytes"' not in text
+    path.write_text(text)
+    assert zconvert.verify(tmp_path / "out") == []

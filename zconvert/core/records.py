@@ -83,10 +83,13 @@ class ArrayRecord:
     dtype: str
     chunks: tuple[int, ...]
     codec: str
-    crc32: int
-    nbytes: int
+    crc32: int  # of the member: its .npy header, if any, and its data
+    nbytes: int  # the array's bytes (shape x itemsize)
     stored_bytes: int | None = None
     shards: tuple[int, ...] | None = None  # the shard shape of a sharded Zarr 3 array
+    # The member's bytes, a .npy header included: what crc32 covers. None in manifests
+    # written before it was recorded, whose nbytes is the member's bytes.
+    member_bytes: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +181,7 @@ class Result:
                 nbytes=a["nbytes"],
                 stored_bytes=a.get("stored_bytes"),
                 shards=tuple(a["shards"]) if a.get("shards") else None,
+                member_bytes=a.get("member_bytes"),
             )
             for a in d.get("arrays") or ()
         )

@@ -215,13 +215,14 @@ def _check_store(
     by_name = {a.name: a for a in arrays}
     for record in expected or ():
         got = by_name.get(record.name)
+        member_bytes = record.nbytes if record.member_bytes is None else record.member_bytes
         if got is None:
             problems.append(f"{store}: {record.name}: in the manifest but not in the store")
-        elif (got.attrs.get("crc32"), got.attrs.get("nbytes")) != (record.crc32, record.nbytes):
+        elif (got.attrs.get("crc32"), got.attrs.get("nbytes")) != (record.crc32, member_bytes):
             problems.append(
                 f"{store}: {record.name}: store attributes (crc32, nbytes) = "
                 f"{got.attrs.get('crc32')}, {got.attrs.get('nbytes')} but the manifest records "
-                f"{record.crc32}, {record.nbytes}"
+                f"{record.crc32}, {member_bytes}"
             )
         elif tuple(got.shape) != tuple(record.shape):
             problems.append(

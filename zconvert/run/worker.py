@@ -112,8 +112,12 @@ def _convert(
             sink.abort()
             raise
     bytes_in = sum(m.compress_size for m in members)
-    bytes_out = sum(m.file_size for m in members)
+    bytes_out = sum(r.nbytes for r in records)  # the arrays' bytes: no .npy header
     return records, skipped, bytes_in, bytes_out, source
+
+
+def _zarr3(options: Any) -> bool:
+    return options.format == "zarr" and options.zarr_format == 3
 
 
 def _source_stat(task: Task, fileobj: Any) -> tuple[int, int, int | None, str | None]:
@@ -214,14 +218,17 @@ def _copy_member(
         name=member.array_name,
         member=member.name,
         shape=layout.shape,
-        dtype=dtype.str,
+        # As the store gives it back: Zarr 3 keeps byte order in its codec, not its dtype,
+        # and zarr reads a big-endian array as the native one (the values are the same).
+        dtype=dtype.newbyteorder("=").str if _zarr3(options) else dtype.str,
         # as zarr reports them: the chunks inside shards
         chunks=in_array_order(inner_chunks or chunks),
         codec=options.codec,
         crc32=member.crc32,
-        nbytes=member.file_size,
+        nbytes=dtype.itemsize * math.prod(layout.shape),
         stored_bytes=stored,
         shards=in_array_order(chunks) if inner_chunks else None,
+        member_bytes=member.file_size,
     )
 
 

@@ -363,7 +363,7 @@ def test_all_h5_is_one_dataset_for_the_hdf5_tools_after_moving_the_folder(tmp_pa
         np.testing.assert_array_equal(f["all"][...], expected)
 
 
-def test_mixed_row_shapes_skip_all_h5_and_open_all_says_why(tmp_path):
+def test_mixed_row_shapes_give_all_h5_a_dataset_per_group_and_open_all_says_why(tmp_path):
     out = tmp_path / "out"
     make_zip(tmp_path / "in" / "four.zip", {"four.bin": float_rows(10)})
     zconvert.convert(tmp_path / "in", out, format="hdf5", executor="serial")
@@ -376,11 +376,14 @@ def test_mixed_row_shapes_skip_all_h5_and_open_all_says_why(tmp_path):
         executor="serial",
         members=[{"match": "two.bin", "shape": [-1, 2]}],
     )
-    assert not (out / "all.h5").exists()  # removed rather than left describing half the run
-    assert report.combined is None
-    assert "differ in dtype or row shape" in report.combined_note  # said on the summary line
+    # One virtual dataset per group of arrays that stack, named after the arrays.
+    assert report.combined == str(out / "all.h5") and report.combined_note is None
+    with h5py.File(out / "all.h5", "r") as f:
+        assert sorted(f) == ["four", "two"]
+        assert f["four"].shape == (10, 4) and f["two"].shape == (10, 2)
     with pytest.raises(zconvert.StoreError, match="differ in dtype or row shape"):
         zconvert.open_all(out)
+    assert zconvert.open_all(out, name="two").shape == (10, 2)
 
 
 # -- independent readers --------------------------------------------------------------------

@@ -220,14 +220,81 @@ def manifest_arrays(out: str, storage_options: Options = None) -> list[ManifestA
     ]
 
 
-def stacking_problem(arrays: list[ManifestArray]) -> str | None:
-    """Why the arrays cannot be stacked along rows, or None when they can."""
+class StackGroup(NamedTuple):
+    """Arrays of a run that stack along rows: one dtype, one row shape."""
+
+    name: str  # all.h5's dataset: the arrays' common name, else one made of dtype and row shape
+    dtype: str
+    row_shape: tuple[int, ...]
+    arrays: list[ManifestArray]  # in manifest order
+
+    def describe(self) -> str:
+        """'float32 x [4] (3 arrays: values)', as errors list the groups."""
+        import numpy as np
+
+        dt = np.dtype(self.dtype)
+        kind = f"{dt.name if dt.isnative else dt.str} x {list(self.row_shape)}"
+        names = some_of(list(dict.fromkeys(a.name for a in self.arrays)))
+        return f"{kind} ({len(self.arrays)} arrays: {names})"
+
+
+def stacking_groups(arrays: list[ManifestArray]) -> list[StackGroup]:
+    """The arrays by dtype and row shape, each group where its first array is in the manifest.
+    A 0-d array has no rows to stack: it is in no group."""
     import numpy as np  # not at import: a rerun's parent decides without numpy
 
-    kinds = {(np.dtype(a.dtype).str, a.shape[1:]) for a in arrays}
-    if len(kinds) > 1:
-        listed = ", ".join(f"{d} x {list(s)}" for d, s in sorted(kinds))
-        return f"the arrays differ in dtype or row shape ({listed})"
+    by_kind: dict[tuple[str, tuple[int, ...]], list[ManifestArray]] = {}
+    for a in arrays:
+        if a.shape:
+            by_kind.setdefault((np.dtype(a.dtype).str, a.shape[1:]), []).append(a)
+    common = {kind: {a.name for a in members} for kind, members in by_kind.items()}
+    common_names = [next(iter(names)) for names in common.values() if len(names) == 1]
+    groups: list[StackGroup] = []
+    taken: set[str] = set()
+    for (dtype, row_shape), members in by_kind.items():
+        derived = np.dtype(dtype).name + ("_x" + "x".join(map(str, row_shape)) if row_shape else "")
+        names = common[(dtype, row_shape)]
+        name = next(iter(names)) if len(names) == 1 else derived
+        if len(names) == 1 and common_names.count(name) > 1:  # `values` of two row shapes
+            name = f"{name}_{derived}"
+        name = _untaken(name, taken)
+        groups.append(StackGroup(name, dtype, row_shape, members))
+    return groups
+
+
+def _untaken(name: str, taken: set[str]) -> str:
+    """`name`, or `name_2`, `name_3`...: neither another dataset's name nor a group holding
+    one (HDF5 names are paths)."""
+
+    def clashes(candidate: str) -> bool:
+        return any(
+            t == candidate or t.startswith(candidate + "/") or candidate.startswith(t + "/")
+            for t in taken
+        )
+
+    candidate, n = name, 1
+    while clashes(candidate):
+        n += 1
+        candidate = f"{name}_{n}"
+    taken.add(candidate)
+    return candidate
+
+
+def some_of(names: list[str], limit: int = 3) -> str:
+    """'a, b, c and 7 more': a list an error message can hold."""
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
+
+
+def stacking_problem(arrays: list[ManifestArray]) -> str | None:
+    """Why the arrays cannot be stacked along rows, or None when they can."""
+    flat = [f"{a.relpath}:{a.name}" for a in arrays if not a.shape]
+    if flat:
+        return f"{len(flat)} arrays have no rows (0-d): {some_of(flat)}"
+    groups = stacking_groups(arrays)
+    if len(groups) > 1:
+        listed = "; ".join(g.describe() for g in groups)
+        return f"the arrays differ in dtype or row shape, {len(groups)} groups: {listed}"
     return None
 
 

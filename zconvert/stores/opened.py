@@ -101,20 +101,33 @@ def zarr_group(store: str, storage_options: Options = None) -> Any:
 
 def hdf5_file(store: str, storage_options: Options = None) -> Any:
     """The HDF5 file, read-only; by URL over a range-reading fsspec file (closed with it)."""
-    import h5py
-
     from ..sinks.hdf5_filters import load_hdf5_filters
 
     load_hdf5_filters()  # the Blosc/Zstd filters compressed datasets are read through
     if not is_url(store):
-        # locking=False: a reader never blocks, or is blocked by, another reader or a writer.
-        return h5py.File(store, "r", locking=False)
+        return _local_hdf5_file(store)
     fileobj = open_input(store, storage_options)
     try:
         return _ClosingFile(fileobj)
     except BaseException:
         fileobj.close()
         raise
+
+
+def _local_hdf5_file(path: str) -> Any:
+    """h5py.File(path, "r") with h5py's default locking, the flags h5py and xarray open the
+    file with too: HDF5 refuses a second opening of a file in one process with other flags
+    ("file locking flag values don't match"). Without a lock only when that is what lets
+    the file open: another process writes it and holds its lock (readers share theirs), or
+    this process already opened it with locking=False."""
+    import h5py
+
+    try:
+        return h5py.File(path, "r")
+    except OSError as exc:  # BlockingIOError for another process's lock
+        if "lock" not in str(exc):
+            raise
+    return h5py.File(path, "r", locking=False)
 
 
 def _ClosingFile(fileobj: Any) -> Any:

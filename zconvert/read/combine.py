@@ -13,9 +13,12 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from fnmatch import fnmatchcase
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:  # dask is an extra: imported when open_all runs
+    import dask.array
 
 from ..core.errors import StoreError
 from ..core.storage import as_path, is_url, url_options
@@ -35,7 +38,7 @@ def open_all(
     out: str | os.PathLike[str],
     storage_options: Mapping[str, Any] | None = None,
     name: str | None = None,
-) -> Any:
+) -> dask.array.Array:
     """A lazy dask array of the run's arrays named `name` (a glob: 'values', 'blob_*'; None:
     every array), concatenated along rows; reads no array data. OUT may be a URL
     (s3://bucket/out); `storage_options` as fsspec takes them."""

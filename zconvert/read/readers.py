@@ -6,9 +6,13 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:  # the types the readers return; imported when used
+    import h5py
+    import zarr
 
 from ..core.errors import StoreError
 from ..core.storage import as_path, is_url
@@ -54,7 +58,7 @@ def open(
     store: str | os.PathLike[str],
     name: str | None = None,
     storage_options: Mapping[str, Any] | None = None,
-) -> Any:
+) -> zarr.Array | h5py.Dataset | np.memmap:
     """The array `name` of a store, lazily: a zarr.Array or an h5py.Dataset, read-only. For a
     ZIP or .npz path: a stored member as a read-only np.memmap (see open_memmap). `store` may
     be a URL (s3://...): HDF5 is then read through ranges of the object."""
@@ -182,7 +186,9 @@ class StoreRef:
             return (StoreRef, (self.store, self.name))
         return (StoreRef, (self.store, self.name, self.dtype, self.shape))
 
-    def open(self, storage_options: Mapping[str, Any] | None = None) -> Any:
+    def open(
+        self, storage_options: Mapping[str, Any] | None = None
+    ) -> zarr.Array | h5py.Dataset | np.memmap:
         """The array lazily: a zarr.Array or an h5py.Dataset (close its .file when done); an
         archive member as a read-only np.memmap."""
         if self.dtype is not None or self.shape is not None:

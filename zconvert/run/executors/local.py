@@ -84,11 +84,14 @@ def _submit(pool: ProcessPoolExecutor, *args: Any) -> Future[list[Any]]:
 def _init_worker(states: Any) -> None:
     # First of all: a forked worker inherits the command line's SIGTERM handler (which ends a
     # run the way Ctrl-C does); the pool stops workers with SIGTERM, which must end them at once,
-    # even while they are still importing.
+    # even while they are still importing. And a worker must not outlive a parent killed by
+    # kill -9, idle on its pipe and holding the run's stdout open.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    from .. import worker_env  # applied on import (spawn, fork: before numpy)
+
+    worker_env.end_with_parent()
     global _states
     _states = states
-    from .. import worker_env  # noqa: F401 - applied on import (spawn, fork: before numpy)
     from ..outdir import close_inherited_locks
     from ..worker import init_process
 

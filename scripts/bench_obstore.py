@@ -34,66 +34,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import re
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+
+from bench_cloud import moto_server  # the cloud suite's server: moto on 127.0.0.1
 
 BUCKET = "bench-obstore"
 KEY = SECRET = "testing"
 REGION = "us-east-1"
 CONCURRENCY = 16
 SIZES = (("1 KB", 1024), ("32 KB", 32 * 1024))
-
-
-# ---------------------------------------------------------------- the server
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextlib.contextmanager
-def moto_server(work: str) -> Iterator[str]:
-    port = _free_port()
-    endpoint = f"http://127.0.0.1:{port}"
-    exe = os.path.join(os.path.dirname(sys.executable), "moto_server")
-    log_path = os.path.join(work, "moto_server.log")
-    with open(log_path, "wb") as log:
-        server = subprocess.Popen(
-            [exe, "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=subprocess.STDOUT
-        )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if server.poll() is not None or time.monotonic() > deadline:
-                with open(log_path, errors="replace") as f:
-                    raise SystemExit(f"moto_server did not answer:\n{f.read()[-2000:]}")
-            try:
-                urllib.request.urlopen(endpoint, timeout=1).close()
-                break
-            except urllib.error.HTTPError:
-                break
-            except OSError:
-                time.sleep(0.1)
-        yield endpoint
-    finally:
-        server.terminate()
-        try:
-            server.wait(10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
 
 
 # ---------------------------------------------------------------- clients

@@ -58,11 +58,15 @@ def open_all(
         if not hasattr(array, "file"):  # zarr
             # One dask chunk per shard of a sharded array (None: zarr's chunks): a shard's
             # small chunks are read together, not as many tiny tasks.
-            parts.append(
-                da.from_zarr(
-                    store, component=a.name, chunks=array.shards, storage_options=zarr_options
+            if zarr_options is None:  # local: the array opened here, its folder pinned, so
+                # the graph reads the store it opened even if a run replaces it meanwhile
+                parts.append(da.from_zarr(array, chunks=array.shards))
+            else:
+                parts.append(
+                    da.from_zarr(
+                        store, component=a.name, chunks=array.shards, storage_options=zarr_options
+                    )
                 )
-            )
             continue
         try:
             rows = HDF5Rows(store, a.name, array.shape, array.dtype, storage_options)

@@ -92,7 +92,13 @@ def zarr_group(store: str, storage_options: Options = None) -> Any:
     import zarr
 
     if not is_url(store):
-        return zarr.open_group(store, mode="r")
+        from .pinned import PinnedStore, pinned_store
+
+        local = pinned_store(store)
+        group = zarr.open_group(local, mode="r")
+        if isinstance(local, PinnedStore):
+            local.every_chunk_written = "zconvert_version" in group.attrs
+        return group
     fs_store = zarr.storage.FsspecStore.from_url(
         store, storage_options=url_options(store, storage_options), read_only=True
     )

@@ -14,7 +14,7 @@ import os
 import posixpath
 import re
 from collections.abc import Mapping
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 
 from .errors import ConfigError
 
@@ -229,6 +229,28 @@ def source_stat(
     if stat is not None:
         return stat
     return _stat(_fresh_info(filesystem(url, storage_options), url))
+
+
+class ArchiveStat(NamedTuple):
+    """What a store records of its archive and a rerun compares: a file's size, mtime and
+    ctime, or an object's size, LastModified and ETag (times in ns)."""
+
+    size: int
+    mtime_ns: int
+    ctime_ns: int | None  # files
+    etag: str | None  # objects
+
+
+def archive_stat(
+    path: str, storage_options: Mapping[str, Any] | None = None, fileobj: Any = None
+) -> ArchiveStat:
+    """The archive's ArchiveStat now, a file's or an object's alike (see source_stat for
+    `fileobj`); OSError (FileNotFoundError) when there is none."""
+    if is_url(path):
+        size, mtime_ns, etag = source_stat(path, storage_options, fileobj)
+        return ArchiveStat(size, mtime_ns, None, etag)
+    st = os.stat(path)
+    return ArchiveStat(st.st_size, st.st_mtime_ns, st.st_ctime_ns, None)
 
 
 def check_output_place(

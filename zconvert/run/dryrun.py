@@ -11,7 +11,6 @@ from dataclasses import asdict, dataclass, replace
 
 from ..core.errors import ArchiveError
 from ..core.records import SkippedMember, Task
-from ..core.storage import is_url
 from ..zipread.member_layout import checked_members
 from ..zipread.members import open_archive
 from .config import RunConfig
@@ -83,11 +82,8 @@ def plan_run(config: RunConfig) -> list[PlannedTask]:
             reason = "damaged (found by zconvert verify)"
         elif task.relpath in found.current:
             reason = None  # as convert decides it: from the manifest and a stat
-        elif is_url(task.store):
-            # Stores on object storage are judged by the manifest alone (run_manifest.scan)
-            reason = "not current by the manifest (archive, options or store changed)"
         else:
-            reason = _redo_reason(task)
+            reason = _redo_reason(task)  # as a worker does: the store itself, file or object
         if reason is None:
             planned.append(
                 PlannedTask(

@@ -9,46 +9,48 @@ check is cheap enough for a dry run or the parent process.
 
 from __future__ import annotations
 
-import os
-import zipfile
-
 import numpy as np
 
 from ..core.errors import ArchiveError
 from ..core.records import ArrayRecord, Result, SkippedMember, Task
+from ..core.storage import ArchiveStat, archive_stat
+from ..stores.folder import store_exists
 from ..stores.opened import read_store_metadata, zarr_format_of
 from ..zipread.member_layout import raw_dtype_shape
-from ..zipread.members import select_members
+from ..zipread.members import open_archive, select_members
 from .fingerprint import OPTIONS_ATTR, options_changed, options_digest, options_fingerprint
 
 
 def current_arrays(
-    task: Task, stat: os.stat_result | None = None
+    task: Task, stat: ArchiveStat | None = None
 ) -> tuple[str | None, list[ArrayRecord], tuple[SkippedMember, ...]]:
     """(None, the store's arrays, the members skipped) if the store is current, else
-    (why not, [], ()). `stat`: the archive's, taken by the caller before this check."""
-    store, options = task.store, task.options
-    if not os.path.lexists(store):
+    (why not, [], ()). `stat`: the archive's, taken by the caller before this check. Stores
+    and archives are files or objects alike (a URL store is complete once its root document
+    is there)."""
+    store, options, so = task.store, task.options, task.storage_options
+    if not store_exists(store, so):
         return "store missing", [], ()
     if stat is None:
         try:
-            stat = os.stat(task.archive)
+            stat = archive_stat(task.archive, so)
         except OSError as exc:
-            return f"cannot stat the archive ({exc.strerror})", [], ()
+            return f"cannot stat the archive ({exc.strerror or exc})", [], ()
     try:
-        root, arrays = read_store_metadata(store)
+        root, arrays = read_store_metadata(store, so)
     except Exception as exc:
         return f"the store cannot be read ({type(exc).__name__}: {exc})", [], ()
     if root.get(OPTIONS_ATTR) != options_fingerprint(options):
         return options_changed(root.get(OPTIONS_ATTR), options), [], ()
-    if options.format == "zarr" and zarr_format_of(store) != options.zarr_format:
+    if options.format == "zarr" and zarr_format_of(store, so) != options.zarr_format:
         return "the store has another Zarr format", [], ()
-    if root.get("source_size") != stat.st_size:
+    if root.get("source_size") != stat.size:
         return "archive modified (size changed)", [], ()
-    if root.get("source_mtime_ns") != stat.st_mtime_ns:
+    if root.get("source_mtime_ns") != stat.mtime_ns:
         return "archive modified (modification time changed)", [], ()
     try:
-        with zipfile.ZipFile(task.archive) as zf:
+        fileobj, zf = open_archive(task.archive, storage_options=so)
+        with fileobj, zf:
             members, skipped = select_members(task.archive, zf, options.include, options.exclude)
     except ArchiveError as exc:
         return exc.reason, [], ()
@@ -105,7 +107,7 @@ def convert_unless_current(task: Task) -> Result:
     try:
         # Taken before the store and archive are read, and the one the manifest records: an
         # archive changed during the check then shows a newer stat to the next rerun.
-        stat = os.stat(task.archive)
+        stat = archive_stat(task.archive, task.storage_options)
     except OSError:
         return convert_task(task)  # which reports why in the archive's Result
     reason, records, skipped = current_arrays(task, stat)
@@ -116,8 +118,9 @@ def convert_unless_current(task: Task) -> Result:
         "skipped",
         arrays=tuple(records),  # kept in the manifest; bytes stay 0: this run moved none
         skipped_members=skipped,
-        source_size=stat.st_size,
-        source_mtime_ns=stat.st_mtime_ns,
-        source_ctime_ns=stat.st_ctime_ns,
+        source_size=stat.size,
+        source_mtime_ns=stat.mtime_ns,
+        source_ctime_ns=stat.ctime_ns,
+        source_etag=stat.etag,
         options_id=options_digest(task.options),
     )

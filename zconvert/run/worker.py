@@ -20,7 +20,7 @@ import numpy as np
 from .._version import __version__
 from ..core.errors import ArchiveError
 from ..core.records import ArrayRecord, Result, SkippedMember, Task
-from ..core.storage import is_url
+from ..core.storage import archive_stat
 from ..sinks import ArraySpec, open_sink
 from ..sinks.directio import slab_buffers
 from ..sinks.layout import SKIPPED_ATTR, skipped_members_attr
@@ -86,7 +86,10 @@ def _convert(
     with fileobj, zf:
         members, skipped, layouts = checked_members(task.archive, fileobj, zf, options)
         dims = dimension_names(members, [layout.shape for layout in layouts])
-        source = _source_stat(task, fileobj)
+        # The store records size and mtime; the manifest all of it, so that a rerun trusts a
+        # stat only for an archive nothing has touched since (restoring an mtime changes the
+        # ctime; rewriting an object changes its ETag).
+        source = archive_stat(task.archive, task.storage_options, fileobj)
         source_size, source_mtime_ns = source[:2]
         sink = open_sink(
             task.store,
@@ -118,20 +121,6 @@ def _convert(
 
 def _zarr3(options: Any) -> bool:
     return options.format == "zarr" and options.zarr_format == 3
-
-
-def _source_stat(task: Task, fileobj: Any) -> tuple[int, int, int | None, str | None]:
-    """(size, mtime, ctime, ETag) of the archive, times in ns: a file has a ctime, an object
-    an ETag. The store records size and mtime; the manifest all of them, so that a rerun
-    trusts a stat only for an archive nothing has touched since (restoring an mtime changes
-    the ctime; rewriting an object changes its ETag)."""
-    if is_url(task.archive):
-        from ..core.storage import source_stat
-
-        size, mtime_ns, etag = source_stat(task.archive, task.storage_options, fileobj)
-        return size, mtime_ns, None, etag
-    stat = os.stat(task.archive)
-    return stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, None
 
 
 def _copy_member(

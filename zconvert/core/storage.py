@@ -285,10 +285,6 @@ def check_output_place(
         )
 
 
-def exists(url: str, storage_options: Mapping[str, Any] | None = None) -> bool:
-    return bool(filesystem(url, storage_options).exists(url))
-
-
 def read_bytes(url: str, storage_options: Mapping[str, Any] | None = None) -> bytes:
     """The whole object; FileNotFoundError if there is none."""
     return filesystem(url, storage_options).cat_file(url)

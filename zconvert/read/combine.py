@@ -3,9 +3,10 @@
 `open_all(OUT)` is a lazy dask array for any run; an HDF5 run also has OUT/all.h5, written by
 virtual_dataset.py, which HDF5 readers open as one array per group of arrays that stack.
 
-The graph holds paths, never open handles (h5py's cannot be pickled): every task opens its
-store by path or URL in whichever process runs it, so the array computes on dask.distributed
-as it does on threads.
+The graph holds nothing that does not pickle as a path (h5py's handles cannot be pickled; a
+local Zarr array, read through its pinned folder here, pickles as its path): a task in another
+process opens its store by path or URL there, so the array computes on dask.distributed as it
+does on threads.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import warnings
+import zlib
 from pathlib import Path
 
 import h5py
@@ -22,7 +23,8 @@ import zconvert
 from zconvert.core.convert_options import ConvertOptions
 from zconvert.sinks import ArraySpec, open_sink
 from zconvert.sinks.hdf5 import MAX_SCALED_ARRAYS, netcdf_dimensions
-from zconvert.sinks.layout import hdf5_arrays, is_netcdf_dimension
+from zconvert.sinks.layout import ARRAYS_ATTR, hdf5_arrays, is_netcdf_dimension
+from zconvert.stores.opened import read_store_metadata
 
 from .._s3 import S3, s3_fixture, s3_server  # noqa: F401  (fixtures)
 from ..conftest import float_rows, make_zip
@@ -163,41 +165,55 @@ def test_netcdf_dimension_rule():
     assert netcdf_dimensions([(("row",), (5,)), (("row",), (6,))], set()) == {}
 
 
-def _many_arrays(path: Path, n: int) -> None:
-    options = ConvertOptions(format="hdf5", codec="none")
-    sink = open_sink(str(path), options, {})
-    for i in range(n):
-        handle = sink.add_array(ArraySpec(f"m{i}", (2, 4), "<f4", (2, 4), ("row", "column"), {}))
-        sink.write_slab(handle, 0, np.full((2, 4), i, dtype="<f4"))
-        sink.finish_array(handle)
-    sink.commit()
-
-
 @pytest.mark.parametrize("n", [MAX_SCALED_ARRAYS, MAX_SCALED_ARRAYS + 1])
-def test_a_store_of_many_arrays_has_no_dimension_scales(tmp_path, n):
+def test_a_store_of_many_arrays_keeps_their_attributes_at_its_root(tmp_path, n):
     """h5netcdf names dimensions through their scales, which HDF5 resolves by searching the
-    file: time growing with the square of the arrays (1,000 arrays: 8 s). Past
-    MAX_SCALED_ARRAYS a store has none, and readers see phony dimensions."""
-    xr = pytest.importorskip("xarray")
-    _many_arrays(tmp_path / "many.h5", n)
-    scaled = n <= MAX_SCALED_ARRAYS
-    with h5py.File(tmp_path / "many.h5", "r") as f:
-        assert ("column" in f) is scaled and ("row" in f) is scaled
-        last = f[f"m{n - 1}"]
-        assert [len(dim) for dim in last.dims] == ([1, 1] if scaled else [0, 0])
-        assert last[0, 0] == n - 1
+    file (1,000 arrays: 8 s), and reads every attribute of every array one at a time. Past
+    MAX_SCALED_ARRAYS a store has no scales and no attributes on its datasets: readers see
+    phony dimensions, and zconvert's readers find each array's attributes in the root's table."""
+    members = {f"m{i:04d}.bin": np.full((2, 4), i, dtype="<f4") for i in range(n)}
+    store = _convert(tmp_path, members, "hdf5")  # the default codec
+    many = n > MAX_SCALED_ARRAYS
+    last = f"m{n - 1:04d}"
+    with h5py.File(store, "r") as f:
+        assert ("column" in f) is not many and ("row" in f) is not many
+        assert (ARRAYS_ATTR in f.attrs) is many
+        dset = f[last]
+        assert [len(dim) for dim in dset.dims] == ([0, 0] if many else [1, 1])
+        assert len(dset.attrs) == (0 if many else 10), dict(dset.attrs)  # labels, scales too
+        assert dset[0, 0] == n - 1
         assert len(hdf5_arrays(f)) == n  # our readers list the arrays either way
-    with xr.open_dataset(tmp_path / "many.h5", engine="h5netcdf", phony_dims="sort") as ds:
+    root, arrays = read_store_metadata(str(store))
+    assert ARRAYS_ATTR not in root
+    attrs = arrays[-1].attrs
+    assert attrs["member"] == f"{last}.bin" and attrs["source_archive"] == root["source_archive"]
+    assert attrs["crc32"] == zlib.crc32(members[f"{last}.bin"].tobytes())
+    assert attrs["_ARRAY_DIMENSIONS"] == ["row", "column"]
+    assert zconvert.verify(store.parent, sources=True) == []
+    with xr.open_dataset(store, engine="h5netcdf", phony_dims="sort") as ds:
         assert len(ds.data_vars) == n
-        dims = ds[f"m{n - 1}"].dims
-        assert dims == ("row", "column") if scaled else all(d.startswith("phony_dim") for d in dims)
-        assert int(ds[f"m{n - 1}"][0, 0]) == n - 1
+        dims = ds[last].dims
+        assert all(d.startswith("phony_dim") for d in dims) if many else dims == ("row", "column")
+        assert int(ds[last][0, 0]) == n - 1
+
+
+@pytest.mark.parametrize("rows", [128, 129])
+def test_an_array_of_one_page_is_stored_contiguous_whatever_the_codec(tmp_path, rows):
+    """Compressing 4 KiB or less cannot save a page, and a chunked dataset's index alone takes
+    over 2 KiB (and h5netcdf a third more time to open it)."""
+    data = float_rows(rows, cols=8)  # 128 rows of 8 float32 are 4 KiB
+    store = _convert(tmp_path, {"blob.bin": data}, "hdf5", codec="zstd", shape=(-1, 8))
+    with h5py.File(store, "r") as f:
+        dset = f["blob"]
+        assert (dset.chunks is None) is (rows == 128)
+        assert (dset.compression is None and not dset._filters) is (rows == 128)
+        np.testing.assert_array_equal(dset[...], data)
 
 
 def test_compressed_hdf5_needs_import_hdf5plugin_or_its_plugin_path(tmp_path):
     import hdf5plugin
 
-    data = float_rows(100)
+    data = float_rows(1000)  # over a page: compressed
     h5 = _convert(tmp_path, {"blob.bin": data}, "hdf5", codec="blosc-lz4")
     read = f"import h5py; print(h5py.File({str(h5)!r}, 'r')['blob'][...].sum())"
     env = {k: v for k, v in os.environ.items() if k != "HDF5_PLUGIN_PATH"}

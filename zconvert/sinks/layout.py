@@ -127,6 +127,42 @@ def read_skipped_members(value: Any) -> list[SkippedMember]:
     return skipped
 
 
+# An HDF5 store of more than MANY_ARRAYS arrays keeps its arrays' attributes in one root
+# attribute, ARRAYS_ATTR (JSON: array path -> attributes), and none on the datasets: neither
+# dimension scales, nor labels, nor zconvert's own. h5netcdf (xarray's HDF5 engine) reads
+# every attribute of every array one at a time, about 0.1 ms each, and resolves each scale by
+# searching the file, so that an archive of 5,000 tiny members opened in 310 s with scales and
+# 11 s with nine attributes an array, against 1.2 s for its Zarr store (5.2 s with none).
+# Attributes every array shares with the root (SHARED_ATTRS) are not repeated in the table.
+MANY_ARRAYS = 256
+ARRAYS_ATTR = "zconvert_arrays"
+SHARED_ATTRS = ("source_archive", "zconvert_version")
+
+
+def arrays_table(attributes: dict[str, dict[str, Any]]) -> str:
+    """The ARRAYS_ATTR value: each array's attributes, less SHARED_ATTRS, as compact JSON."""
+    import json
+
+    table = {
+        name: {k: v for k, v in attrs.items() if k not in SHARED_ATTRS}
+        for name, attrs in attributes.items()
+    }
+    return json.dumps(table, separators=(",", ":"))
+
+
+def tabled_attributes(root: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each array's attributes from a store's ARRAYS_ATTR (removed from `root`, the store's
+    root attributes), the shared ones taken from the root; {} for a store without one."""
+    import json
+
+    value = root.pop(ARRAYS_ATTR, None)
+    if value is None:
+        return {}
+    shared = {k: root[k] for k in SHARED_ATTRS if k in root}
+    table = json.loads(_text(value))
+    return {name: {**shared, **attrs} for name, attrs in table.items()}
+
+
 def _text(value: Any) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 

@@ -221,14 +221,16 @@ def opened_store(
         ]
         yield dict(group.attrs), sorted(arrays, key=lambda a: a.name), nodes
         return
-    from ..sinks.layout import hdf5_arrays
+    from ..sinks.layout import hdf5_arrays, tabled_attributes
 
     with hdf5_file(store, storage_options) as f:
         handles = dict(hdf5_arrays(f))  # the netCDF dimension scales left out
+        root = {k: plain(v) for k, v in f.attrs.items()}
+        tabled = tabled_attributes(root)  # a store of many arrays keeps them at the root
         arrays = [
             StoredArray(
                 name=name,
-                attrs={k: plain(v) for k, v in dset.attrs.items()},
+                attrs={**tabled.get(name, {}), **{k: plain(v) for k, v in dset.attrs.items()}},
                 shape=tuple(dset.shape),
                 dtype=dset.dtype.str,
                 chunks=tuple(dset.chunks or dset.shape),
@@ -236,7 +238,6 @@ def opened_store(
             )
             for name, dset in handles.items()
         ]
-        root = {k: plain(v) for k, v in f.attrs.items()}
         yield root, arrays, handles
 
 

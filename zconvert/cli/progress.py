@@ -117,7 +117,13 @@ def summary_lines(report: Any) -> list[str]:
     ]
     if t["skipped"]:
         lines.append(f"  skipped     {t['skipped']} already up to date (--overwrite redoes them)")
-    if t["converted"]:
+    refers = any(a.codec == "reference" for r in report.converted for a in r.arrays)
+    if t["converted"] and refers:
+        lines.append(
+            f"  referred    to {human_bytes(t['bytes_out'])} of arrays in place in the archives "
+            "(nothing copied)"
+        )
+    elif t["converted"]:
         ratio = f"{t['ratio']:.2f}" if t["ratio"] else "n/a"
         lines.append(f"  read        {human_bytes(t['bytes_in'])} compressed in the archives")
         lines.append(

@@ -33,11 +33,12 @@ class ConvertOptions:
 
     format: str = option(
         "zarr",
-        help="zarr | hdf5",
+        help="zarr | hdf5 | references (kerchunk reference files over stored members)",
         kind="choice",
-        choices=("zarr", "hdf5"),
+        choices=("zarr", "hdf5", "references"),
         shapes_store=True,
-        cli_help="store format (default zarr)",
+        cli_help="store format (default zarr); references: a kerchunk file per archive, "
+        "pointing at its stored members (nothing copied)",
     )
     zarr_format: int = option(
         3,
@@ -212,6 +213,15 @@ class ConvertOptions:
         shapes_store=False,
         parser=False,
     )
+
+    @property
+    def refers(self) -> bool:
+        """Whether stores refer to the archives' stored members instead of copying them."""
+        return self.format in REFERENCE_FORMATS
+
+
+# Formats whose stores refer to the archives' stored members instead of copying them.
+REFERENCE_FORMATS = ("references",)
 
 
 def run_chunk_rows(options: ConvertOptions) -> int:

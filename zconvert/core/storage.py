@@ -59,6 +59,12 @@ def as_path(path: str | os.PathLike[str]) -> str:
     return url2pathname("/" + rest)
 
 
+def archive_location(archive: str) -> str:
+    """Where a reference points at an archive, from any working directory or process: its URL,
+    or its absolute local path."""
+    return archive if is_url(archive) else os.path.abspath(archive)
+
+
 def join(base: str, rel: str) -> str:
     """base + '/' + rel for URLs (never os.path.join: a URL's separator is always '/')."""
     return base.rstrip("/") + "/" + rel.lstrip("/")

@@ -24,7 +24,14 @@ from ..stores.folder import (
     stores_in,
 )
 from ..stores.manifest import iter_manifest
-from ..stores.opened import Options, opened_store, plain, refuse_bad_place, zarr_format_of
+from ..stores.opened import (
+    Options,
+    opened_store,
+    plain,
+    refuse_bad_place,
+    store_format,
+    zarr_format_of,
+)
 
 # HDF5 Blosc filter: compressor code -> name (the filter's 7th parameter).
 _BLOSC_CODES = {0: "blosclz", 1: "lz4", 2: "lz4hc", 3: "snappy", 4: "zlib", 5: "zstd"}
@@ -109,18 +116,16 @@ def inspect_store(store: str | os.PathLike[str], storage_options: Options = None
     with opened_store(path, storage_options=storage_options) as (attrs, stored, handles):
         arrays = []
         hdf5 = any(hasattr(h, "file") for h in handles.values())
+        fmt = store_format(path, storage_options)
         for a in stored:
             handle = handles[a.name]
             codec = _hdf5_codec(handle) if hdf5 else _zarr_codec(handle)
+            if fmt == "references":
+                codec = "reference"  # the member's own bytes, in its archive
             chunks = handle.chunks if hdf5 else a.chunks  # None: a contiguous HDF5 dataset
             row = _row(a.name, a.shape, a.dtype, chunks, codec, a.stored_bytes, a.attrs, a.shards)
             arrays.append(row)
-        fmt_name = "hdf5" if hdf5 else f"zarr {zarr_format_of(path, storage_options)}"
-    if not handles:  # no arrays: ask the store itself what it is
-        from ..stores.opened import store_format
-
-        fmt = store_format(path, storage_options)
-        fmt_name = "hdf5" if fmt == "hdf5" else f"zarr {zarr_format_of(path, storage_options)}"
+    fmt_name = fmt if fmt != "zarr" else f"zarr {zarr_format_of(path, storage_options)}"
     for a in arrays:  # dtype as stored (with byte order), the way --dtype spells it
         a["dtype"] = _dtype_str(a["dtype"])
     return {

@@ -64,3 +64,21 @@ def piece_rows(chunk_rows: int, slab_rows: int, row_bytes: int, partial: bool) -
     else:
         rows = max(1, PIECE_BYTES // (chunk_rows * row_bytes)) * chunk_rows
     return max(1, min(rows, slab_rows))
+
+
+def reference_chunk_rows(rows: int, wanted: int) -> int:
+    """Rows per chunk of a referenced member (Zarr 2 needs every chunk full, and the member's
+    bytes end where its last row does): the largest divisor of `rows` up to `wanted`, if it
+    is at least an eighth of it (2,000,000 rows, 65,536 wanted: 62,500); else one chunk of
+    all the rows (a prime number of rows cannot be cut evenly)."""
+    if rows <= wanted:
+        return max(rows, 1)
+    best = 1
+    divisor = 1
+    while divisor * divisor <= rows:
+        if rows % divisor == 0:
+            for d in (divisor, rows // divisor):
+                if best < d <= wanted:
+                    best = d
+        divisor += 1
+    return best if best * 8 >= wanted else rows

@@ -65,6 +65,8 @@ def current_arrays(
         recorded = (a.attrs.get("member"), a.attrs.get("crc32"), a.attrs.get("nbytes"))
         if recorded != (m.name, m.crc32, m.file_size):
             return f"{m.name}: CRC32 or size differs from what the store records", [], ()
+        if a.attrs.get("header_offset", m.header_offset) != m.header_offset:
+            return f"{m.name}: moved within the archive (its references point elsewhere)", [], ()
         member_format = a.attrs.get("member_format")
         if member_format is None and m.name.lower().endswith(".npy"):
             return f"{m.name}: stored by a zconvert that did not read .npy headers", [], ()
@@ -84,7 +86,7 @@ def current_arrays(
                 shape=a.shape,
                 dtype=a.dtype,
                 chunks=a.chunks,
-                codec=options.codec,
+                codec="reference" if options.refers else options.codec,
                 crc32=m.crc32,
                 nbytes=np.dtype(a.dtype).itemsize * int(np.prod(a.shape)),
                 stored_bytes=a.stored_bytes,

@@ -11,6 +11,7 @@ from ..core.records import Task
 from ..core.storage import ARCHIVE_SUFFIXES, is_url, join, search_order, searched_archive
 from ..sinks import SUFFIXES
 from ..stores.folder import COMBINED_NAME, is_leftover
+from ..stores.manifest import MANIFEST_NAME
 from .config import RunConfig
 
 
@@ -125,9 +126,12 @@ def store_locator(out: str) -> Callable[[str], str]:
 
 def _refuse_reserved(archive: str, rel: str, fmt: str) -> None:
     """A store never takes a name zconvert keeps for itself: the combined view of an HDF5 run
-    (OUT/all.h5, which would overwrite it) or a temporary's (which a rerun removes)."""
+    (OUT/all.h5, which would overwrite it), the manifest (a references run's
+    OUT/manifest.json) or a temporary's (which a rerun removes)."""
     if fmt == "hdf5" and rel == COMBINED_NAME:
         why = f"{COMBINED_NAME}, the name of an HDF5 run's combined view of every array"
+    elif rel == MANIFEST_NAME:
+        why = f"{MANIFEST_NAME}, the name of the run's manifest"
     elif any(is_leftover(part) for part in rel.split("/")):
         why = f"{rel}, a name zconvert gives its temporaries (a rerun removes them)"
     else:

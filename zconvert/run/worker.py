@@ -20,16 +20,16 @@ import numpy as np
 from .._version import __version__
 from ..core.errors import ArchiveError
 from ..core.records import ArrayRecord, Result, SkippedMember, Task
-from ..core.storage import archive_stat
+from ..core.storage import archive_location, archive_stat
 from ..sinks import ArraySpec, open_sink
 from ..sinks.directio import slab_buffers
 from ..sinks.layout import SKIPPED_ATTR, skipped_members_attr
 from ..sinks.slabs import SlabPipeline
-from ..zipread.archive import MemberReader
+from ..zipread.archive import MemberReader, data_offset
 from ..zipread.member_layout import MemberLayout, checked_members
 from ..zipread.members import Member, open_archive
 from ..zipread.parallel_inflate import threads_for
-from .array_sizes import array_sizes, piece_rows
+from .array_sizes import array_sizes, piece_rows, reference_chunk_rows
 from .fingerprint import OPTIONS_ATTR, options_digest, options_fingerprint
 
 
@@ -106,8 +106,9 @@ def _convert(
             storage_options=task.storage_options,
         )
         try:
+            write = _refer_member if options.refers else _copy_member
             records = [
-                _copy_member(task, fileobj, zf, member, layout, dim_names, sink)
+                write(task, fileobj, zf, member, layout, dim_names, sink)
                 for member, layout, dim_names in zip(members, layouts, dims, strict=True)
             ]
             sink.commit()
@@ -150,16 +151,7 @@ def _copy_member(
             dtype=dtype.str,
             chunks=in_array_order(chunks),
             dimension_names=dim_names,
-            attributes={
-                "source_archive": task.archive,
-                "member": member.name,
-                "member_format": "npy" if layout.npy else "raw",
-                **_npy_attributes(layout),
-                "crc32": member.crc32,
-                "nbytes": member.file_size,
-                "dtype": dtype.str,
-                "zconvert_version": __version__,
-            },
+            attributes=_array_attributes(task, member, layout, dtype),
             inner_chunks=in_array_order(inner_chunks) if inner_chunks else None,
             axis=layout.axis,
         )
@@ -219,6 +211,63 @@ def _copy_member(
         shards=in_array_order(chunks) if inner_chunks else None,
         member_bytes=member.file_size,
     )
+
+
+def _refer_member(
+    task: Task,
+    fileobj: Any,
+    zf: Any,
+    member: Member,
+    layout: MemberLayout,
+    dim_names: tuple[str, ...],
+    sink: Any,
+) -> ArrayRecord:
+    """One stored member as an array of references to its bytes in the archive: chunks of
+    whole rows (along the axis its bytes run slowest) that divide the array evenly."""
+    options = task.options
+    dtype = np.dtype(layout.dtype)
+    stream = layout.stream_shape
+    row_bytes = dtype.itemsize * math.prod(stream[1:])
+    wanted = array_sizes(options, stream[0], stream[1:], row_bytes, not layout.shape).chunks[0]
+    chunks = (reference_chunk_rows(stream[0], wanted), *stream[1:])
+    in_array_order = _array_order(layout)
+    attributes = _array_attributes(task, member, layout, dtype)
+    attributes["header_offset"] = member.header_offset  # where a rerun expects the member
+    spec = ArraySpec(
+        member.array_name, layout.shape, dtype.str, in_array_order(chunks), dim_names,
+        attributes, axis=layout.axis,
+    )  # fmt: skip
+    handle = sink.add_array(spec)
+    offset = data_offset(task.archive, fileobj, member) + layout.data_offset
+    sink.refer(handle, archive_location(task.archive), offset)
+    return ArrayRecord(
+        name=member.array_name,
+        member=member.name,
+        shape=layout.shape,
+        dtype=dtype.str,  # Zarr 2 keeps byte order in the dtype
+        chunks=spec.chunks,
+        codec="reference",
+        crc32=member.crc32,
+        nbytes=dtype.itemsize * math.prod(layout.shape),
+        stored_bytes=sink.finish_array(handle),
+        member_bytes=member.file_size,
+    )
+
+
+def _array_attributes(
+    task: Task, member: Member, layout: MemberLayout, dtype: np.dtype
+) -> dict[str, Any]:
+    """What every store records of each array: where it came from, and how to check it."""
+    return {
+        "source_archive": task.archive,
+        "member": member.name,
+        "member_format": "npy" if layout.npy else "raw",
+        **_npy_attributes(layout),
+        "crc32": member.crc32,
+        "nbytes": member.file_size,
+        "dtype": dtype.str,
+        "zconvert_version": __version__,
+    }
 
 
 def _npy_attributes(layout: MemberLayout) -> dict[str, Any]:

@@ -92,8 +92,12 @@ class Sink(Protocol):
         """Remove everything written so far; safe to call after a failed commit."""
 
 
-SINKS = {"zarr": "zconvert.sinks.zarr:ZarrSink", "hdf5": "zconvert.sinks.hdf5:HDF5Sink"}
-SUFFIXES = {"zarr": ".zarr", "hdf5": ".h5"}
+SINKS = {
+    "zarr": "zconvert.sinks.zarr:ZarrSink",
+    "hdf5": "zconvert.sinks.hdf5:HDF5Sink",
+    "references": "zconvert.sinks.references:ReferenceSink",
+}
+SUFFIXES = {"zarr": ".zarr", "hdf5": ".h5", "references": ".json"}
 
 
 # Sinks for URL outputs, given the storage options: Zarr's one writer, over object storage
@@ -101,6 +105,7 @@ SUFFIXES = {"zarr": ".zarr", "hdf5": ".h5"}
 URL_SINKS = {
     "zarr": "zconvert.sinks.zarr:ZarrSink",
     "hdf5": "zconvert.sinks.hdf5_url:HDF5URLSink",
+    "references": "zconvert.sinks.references:ReferenceSink",
 }
 
 

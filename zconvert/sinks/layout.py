@@ -80,6 +80,8 @@ def chunk_path(store: str, array: Any) -> str:
 # The document at a Zarr store's root that makes a folder (or a URL prefix) a store: the last
 # one a sink writes, so a store is complete once it is there (Zarr 3, Zarr 2).
 ZARR_ROOTS = ("zarr.json", ".zgroup")
+# What a reference file (sinks/references.py) starts with, and readers recognise it by.
+REFERENCES_SIGNATURE = b'{"version": 1, "refs": {'
 
 
 # The NAME attribute netCDF-4 gives a dimension's scale when no variable holds its values;

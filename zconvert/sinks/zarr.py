@@ -187,9 +187,9 @@ class ZarrSink:
     def add_array(self, spec: ArraySpec) -> _ZarrArray:
         self._add_node(spec.name)
         dtype = np.dtype(spec.dtype)
-        fill: Any = {"f": 0.0, "c": [0.0, 0.0], "b": False}.get(dtype.kind, 0)
         inner_chunks = spec.inner_chunks if spec.shape else None  # one value: nothing to shard
         if self.zarr_format == 3:
+            fill: Any = {"f": 0.0, "c": [0.0, 0.0], "b": False}.get(dtype.kind, 0)
             codecs: list[dict[str, Any]] = [
                 {"name": "bytes", "configuration": {"endian": _endian(dtype)}}
             ]
@@ -225,7 +225,7 @@ class ZarrSink:
             "shape": list(spec.shape),
             "chunks": list(spec.chunks),
             "dtype": dtype.str,
-            "fill_value": fill,
+            "fill_value": None,  # xarray reads a Zarr 2 fill value's values as NaN (0 -> NaN)
             "order": "C",
             "filters": None,
             "dimension_separator": ".",

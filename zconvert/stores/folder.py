@@ -16,8 +16,8 @@ from typing import Any, NamedTuple
 from ..core.errors import StoreError
 from ..core.storage import filesystem, is_url, join
 from ..sinks.atomic import TEMP_MARK
-from ..sinks.layout import ZARR_ROOTS
-from .manifest import manifest_path, read_results
+from ..sinks.layout import REFERENCES_SIGNATURE, ZARR_ROOTS
+from .manifest import MANIFEST_NAME, manifest_path, read_results
 
 Options = Mapping[str, Any] | None  # fsspec storage options, as in opened.py
 
@@ -75,9 +75,7 @@ def stores_in(out: str, storage_options: Options = None) -> list[str]:
         found.extend(
             os.path.join(parent, f)
             for f in files
-            if f.endswith(".h5")
-            and not is_leftover(f)
-            and not (parent == out and f == COMBINED_NAME)
+            if _is_file_store(os.path.join(parent, f), f, parent == out)
         )
         stores = [
             d
@@ -88,6 +86,23 @@ def stores_in(out: str, storage_options: Options = None) -> list[str]:
         found.extend(os.path.join(parent, d) for d in stores)
         dirs[:] = [d for d in dirs if d not in stores and not is_leftover(d)]
     return sorted(found)
+
+
+def _is_file_store(path: str, name: str, at_root: bool) -> bool:
+    """Whether a file found under OUT is a store: an .h5 file, or a .json file that is a
+    reference file (not the manifest, nor any JSON a user keeps there); neither a temporary
+    nor OUT's all.h5."""
+    if is_leftover(name) or (at_root and name in (COMBINED_NAME, MANIFEST_NAME)):
+        return False
+    if name.endswith(".h5"):
+        return True
+    if not name.endswith(".json"):
+        return False
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(REFERENCES_SIGNATURE)) == REFERENCES_SIGNATURE
+    except OSError:
+        return False
 
 
 def _stores_below_url(out: str, storage_options: Options) -> list[str]:
@@ -112,8 +127,8 @@ def _stores_below_url(out: str, storage_options: Options) -> list[str]:
     for key in keys:
         name = key.rpartition("/")[2]
         if (
-            key.endswith(".h5")
-            and key != COMBINED_NAME
+            key.endswith((".h5", ".json"))
+            and key not in (COMBINED_NAME, MANIFEST_NAME)
             and not is_leftover(name)
             and not any(key.startswith(r + "/") for r in roots)
         ):

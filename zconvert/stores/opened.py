@@ -19,7 +19,7 @@ from typing import Any
 
 from ..core.errors import StoreError
 from ..core.storage import filesystem, is_url, join, open_input, url_options
-from ..sinks.layout import ZARR_ROOTS
+from ..sinks.layout import REFERENCES_SIGNATURE, ZARR_ROOTS
 
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
@@ -38,7 +38,7 @@ class StoredArray:
 
 
 def store_format(store: str | os.PathLike[str], storage_options: Options = None) -> str:
-    """'zarr' or 'hdf5', from what is at the path or URL (not only its name)."""
+    """'zarr', 'hdf5' or 'references', from what is at the path or URL (not only its name)."""
     path = os.fspath(store)
     if is_url(path):
         return _url_format(path, storage_options)
@@ -48,12 +48,19 @@ def store_format(store: str | os.PathLike[str], storage_options: Options = None)
         raise StoreError(f"{path}: a folder but not a Zarr store (no zarr.json or .zgroup)")
     try:
         with open(path, "rb") as f:
-            head = f.read(8)
+            head = f.read(len(REFERENCES_SIGNATURE))
     except FileNotFoundError:
         raise StoreError(f"{path}: no such store") from None
-    if head == _HDF5_SIGNATURE:
+    return _file_format(path, head)
+
+
+def _file_format(path: str, head: bytes) -> str:
+    """'hdf5' or 'references' from a file's first bytes."""
+    if head[:8] == _HDF5_SIGNATURE:
         return "hdf5"
-    raise StoreError(f"{path}: not a Zarr or HDF5 store")
+    if head.startswith(REFERENCES_SIGNATURE[:8]):
+        return "references"
+    raise StoreError(f"{path}: not a Zarr store, an HDF5 file or a zconvert reference file")
 
 
 def _url_format(url: str, storage_options: Options) -> str:
@@ -64,13 +71,11 @@ def _url_format(url: str, storage_options: Options) -> str:
         head = None
     except Exception as exc:  # the backend's own errors: a bucket denied, no endpoint
         raise StoreError(f"{url}: cannot be read ({type(exc).__name__}: {exc})") from None
-    if head == _HDF5_SIGNATURE:
-        return "hdf5"
     if head is None and any(fs.exists(join(url, name)) for name in ZARR_ROOTS):
         return "zarr"
     if head is None:
         raise StoreError(f"{url}: no such store")
-    raise StoreError(f"{url}: not a Zarr or HDF5 store")
+    return _file_format(url, head)
 
 
 def zarr_format_of(store: str, storage_options: Options = None) -> int | None:
@@ -88,9 +93,12 @@ def zarr_format_of(store: str, storage_options: Options = None) -> int | None:
 
 
 def zarr_group(store: str, storage_options: Options = None) -> Any:
-    """The store's root group, read-only (consolidated metadata used when present)."""
+    """The store's root group, read-only (consolidated metadata used when present); of a
+    reference file, the Zarr 2 store it describes, read from the archives it points at."""
     import zarr
 
+    if store_format(store, storage_options) == "references":
+        return reference_group(store, storage_options)
     if not is_url(store):
         from .pinned import PinnedStore, pinned_store
 
@@ -103,6 +111,23 @@ def zarr_group(store: str, storage_options: Options = None) -> Any:
         store, storage_options=url_options(store, storage_options), read_only=True
     )
     return zarr.open_group(fs_store, mode="r")
+
+
+def reference_group(store: str, storage_options: Options = None) -> Any:
+    """A kerchunk reference file's Zarr 2 group, through fsspec's reference filesystem: the
+    file itself and the archives it names (paths, or URLs read with `storage_options`)."""
+    import zarr
+
+    # The archives' filesystem: async like the reference filesystem zarr makes (fsspec
+    # refuses a mix); s3fs's options as zconvert opens s3:// (a local one ignores them).
+    remote = {**url_options("s3://", storage_options), "asynchronous": True}
+    options: dict[str, Any] = {"fo": store, "remote_options": remote}
+    if is_url(store):
+        options["target_options"] = url_options(store, storage_options)
+    fs_store = zarr.storage.FsspecStore.from_url(
+        "reference://", storage_options=options, read_only=True
+    )
+    return zarr.open_consolidated(fs_store, zarr_format=2, mode="r")
 
 
 def hdf5_file(store: str, storage_options: Options = None) -> Any:
@@ -152,7 +177,7 @@ def _ClosingFile(fileobj: Any) -> Any:
 
 def open_array(store: str, name: str, storage_options: Options = None) -> Any:
     """The array `name` of a store, lazily: a zarr.Array or an h5py.Dataset (close its .file)."""
-    if store_format(store, storage_options) == "zarr":
+    if store_format(store, storage_options) != "hdf5":  # Zarr, or a reference file's Zarr 2
         import zarr
 
         try:
@@ -197,10 +222,17 @@ def opened_store(
     """(root attributes, arrays' metadata sorted by name, open array handles by name) of a
     store, open for as long as the block runs. `stored_bytes=False` skips listing each array's
     stored chunks (a store request of its own per array)."""
-    if store_format(store, storage_options) == "zarr":
+    fmt = store_format(store, storage_options)
+    if fmt != "hdf5":  # Zarr, or a reference file's Zarr 2
         import zarr
 
         group = zarr_group(store, storage_options)
+
+        def stored_of(node: Any) -> int | None:
+            if fmt != "zarr":
+                return 0  # a reference file stores no array byte
+            return int(node.nbytes_stored()) if stored_bytes else None  # a listing, no read
+
         nodes = {
             name: node
             for name, node in group.members(max_depth=None)
@@ -213,8 +245,7 @@ def opened_store(
                 shape=tuple(node.shape),
                 dtype=node.dtype.str,
                 chunks=tuple(node.chunks),
-                # a listing, no chunk is read
-                stored_bytes=int(node.nbytes_stored()) if stored_bytes else None,
+                stored_bytes=stored_of(node),
                 shards=tuple(node.shards) if node.shards else None,
             )
             for name, node in nodes.items()

@@ -10,13 +10,14 @@ is itself a ZIP archive, a rule that contradicts a .npy header.
 from __future__ import annotations
 
 import math
+import zipfile
 from typing import Any, NamedTuple
 
 from ..core.convert_options import ConvertOptions, MemberRule
 from ..core.errors import ArchiveError
 from ..core.records import SkippedMember
 from .archive import MemberReader
-from .members import Member, check_member, glob_matches, select_members
+from .members import Member, check_member, glob_matches, method_name, select_members
 from .npy import MAGIC, NpyHeader, is_npy, read_header
 
 _ZIP_MAGIC = b"PK\x03\x04"
@@ -181,6 +182,18 @@ def _check_rule_agrees(
         )
 
 
+def check_referable(archive: str, member: Member) -> None:
+    """Refuse a member whose bytes are not the array's as they sit in the archive (an
+    encrypted one check_member has refused already)."""
+    if member.method != zipfile.ZIP_STORED:
+        raise ArchiveError(
+            archive,
+            member.name,
+            f"is compressed ({method_name(member.method)}), and only stored (uncompressed) "
+            "members can be referenced; convert this archive with --format zarr or --format hdf5",
+        )
+
+
 def checked_members(
     archive: str, fileobj: Any, zf: Any, options: ConvertOptions
 ) -> tuple[list[Member], list[SkippedMember], list[MemberLayout]]:
@@ -190,5 +203,7 @@ def checked_members(
     members, skipped = select_members(archive, zf, options.include, options.exclude)
     for member in members:
         check_member(archive, member, options.max_ratio, options.max_member_bytes)
+        if options.refers:
+            check_referable(archive, member)
     layouts = [layout_for(archive, fileobj, zf, member, options) for member in members]
     return members, skipped, layouts

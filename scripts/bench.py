@@ -23,6 +23,7 @@ cloud (scripts/bench_cloud.py: the seed set to s3:// against to a folder, an up-
     python scripts/bench.py --suite npz,memmap     # .npz inputs, and maps straight from archives
     python scripts/bench.py --suite scale          # per-archive costs at 1k, 10k, 100k archives
     python scripts/bench.py --suite cloud          # s3:// against a folder (moto_server)
+    python scripts/bench.py --suite references     # index stored archives, size, reads in place
     python scripts/bench.py --suite all --md BENCHMARKS.md --compare BENCHMARKS.md
 """
 
@@ -826,6 +827,7 @@ SUITES = (
     "codecs",
     "scale",
     "cloud",
+    "references",
 )
 
 
@@ -897,6 +899,10 @@ def run_suites(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         from bench_cloud import suite_cloud  # s3fs and moto only when asked for
 
         rows += suite_cloud(args)
+    if "references" in suites:
+        from bench_references import measure
+
+        rows += measure(args.work, args.throughput_count, args.rows, args.repeat)
     codecs = suite_codecs(args) if "codecs" in suites else []
     print()
     print("\n".join(table_lines(rows)))

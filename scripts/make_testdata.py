@@ -7,6 +7,7 @@ deflated. `--kind uniform` is the seed workload (uniform random, nearly incompre
 
     python scripts/make_testdata.py data/seed -n 15
     python scripts/make_testdata.py data/small -n 2000 --rows 1000
+    python scripts/make_testdata.py data/stored -n 60 --stored     # zip -0: for --format references
 """
 
 from __future__ import annotations
@@ -25,9 +26,13 @@ def member_data(rng: np.random.Generator, rows: int, cols: int, kind: str) -> np
     return (np.cumsum(steps, axis=0, dtype=np.float32) + np.float32(20.0)).astype("<f4")
 
 
-def write_archive(path: str, arrays: dict[str, np.ndarray], level: int = 6) -> None:
-    """One deflated member per array, written a piece at a time (no second full copy)."""
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=level) as zf:
+def write_archive(
+    path: str, arrays: dict[str, np.ndarray], level: int = 6, stored: bool = False
+) -> None:
+    """One deflated (or stored: `zip -0`) member per array, written a piece at a time (no
+    second full copy)."""
+    method = zipfile.ZIP_STORED if stored else zipfile.ZIP_DEFLATED
+    with zipfile.ZipFile(path, "w", compression=method, compresslevel=level) as zf:
         for name, data in arrays.items():
             with zf.open(name, "w", force_zip64=data.nbytes >= (1 << 31)) as member:
                 flat = memoryview(np.ascontiguousarray(data)).cast("B")
@@ -46,6 +51,7 @@ def main() -> None:
     p.add_argument("--kind", choices=["uniform", "smooth"], default="uniform")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--level", type=int, default=6, help="deflate level")
+    p.add_argument("--stored", action="store_true", help="members stored, not deflated (zip -0)")
     args = p.parse_args()
     os.makedirs(args.folder, exist_ok=True)
     width = len(str(args.count - 1))
@@ -53,7 +59,7 @@ def main() -> None:
         rng = np.random.default_rng([args.seed, i])
         data = member_data(rng, args.rows, args.cols, args.kind)
         path = os.path.join(args.folder, f"archive_{i:0{width}d}.zip")
-        write_archive(path, {f"blob_{i:0{width}d}.bin": data}, args.level)
+        write_archive(path, {f"blob_{i:0{width}d}.bin": data}, args.level, args.stored)
     print(
         f"wrote {args.count} archives of {args.rows} x {args.cols} float32 ({args.kind}) to {args.folder}"
     )

@@ -297,6 +297,15 @@ def test_replace_and_remove_in_one_commit(tmp_path: Path) -> None:
     assert group["values"].chunks == (1000, 4)
 
 
+def test_remove_every_group_then_write_again(tmp_path: Path) -> None:
+    repo = str(tmp_path / "repo")
+    doc, sources = _archive(tmp_path / "in" / "a.zip")
+    write_repository(repo, {"a": doc}, [], "w")
+    assert write_repository(repo, {}, ["a"], "empty") and group_names(repo) == []
+    assert write_repository(repo, {"a": doc}, [], "back") and group_names(repo) == ["a"]
+    assert _same_bytes(open_group(repo, "a")["sub/x"][:], sources["sub/x.npy"])
+
+
 def test_changed_archive_is_refused(tmp_path: Path) -> None:
     zip_path = tmp_path / "in" / "a.zip"
     doc, sources = _archive(zip_path)

@@ -33,12 +33,14 @@ class ConvertOptions:
 
     format: str = option(
         "zarr",
-        help="zarr | hdf5 | references (kerchunk reference files over stored members)",
+        help="zarr | hdf5 | references (a kerchunk reference file per archive over its stored "
+        "members) | icechunk (those files, and an Icechunk repository at OUT of them)",
         kind="choice",
-        choices=("zarr", "hdf5", "references"),
+        choices=("zarr", "hdf5", "references", "icechunk"),
         shapes_store=True,
         cli_help="store format (default zarr); references: a kerchunk file per archive, "
-        "pointing at its stored members (nothing copied)",
+        "pointing at its stored members (nothing copied); icechunk: those, and an Icechunk "
+        "repository at OUT with a group per archive",
     )
     zarr_format: int = option(
         3,
@@ -221,7 +223,7 @@ class ConvertOptions:
 
 
 # Formats whose stores refer to the archives' stored members instead of copying them.
-REFERENCE_FORMATS = ("references",)
+REFERENCE_FORMATS = ("references", "icechunk")
 
 
 def run_chunk_rows(options: ConvertOptions) -> int:

@@ -268,6 +268,15 @@ def _check_layout(options: ConvertOptions, source: str | None) -> None:
         )
     if options.shard_rows is not None:
         _check_shards(options, options.shard_rows, row_bytes, source)
+    if options.format == "icechunk":
+        import importlib.util
+
+        if importlib.util.find_spec("icechunk") is None:
+            raise ConfigError(
+                "format",
+                "icechunk needs the icechunk package: pip install 'zconvert[icechunk]'",
+                source,
+            )
 
 
 def _check_shards(
@@ -275,7 +284,7 @@ def _check_shards(
 ) -> None:
     """Shards are Zarr 3's way to pack many chunks into one file: whole chunks each."""
     if options.format != "zarr" or options.zarr_format != 3:
-        layout = "HDF5" if options.format != "zarr" else "Zarr 2"
+        layout = {"zarr": "Zarr 2", "hdf5": "HDF5"}.get(options.format, "a reference file")
         fix = "--format zarr" if options.format != "zarr" else "--zarr-format 3"
         raise ConfigError(
             "shard_rows",

@@ -244,6 +244,10 @@ def run(
                 # OUT/all.h5, the whole run as one HDF5 dataset, rebuilt whenever the set of
                 # stores changed: a virtual dataset reads a missing source as NaN, silently.
                 combined = write_virtual_dataset(out)
+        if config.options.format == "icechunk":
+            from .icechunk_run import update_repository
+
+            update_repository(out, results, config.storage_options, unchanged)
     return Report(
         output=out,
         results=results,

@@ -1,28 +1,24 @@
 """An Icechunk repository of virtual chunks: one group per archive, whose arrays read their
 bytes straight out of the archives' stored (ZIP method 0) members.
 
-The input is the kerchunk version-1 reference document of each archive (written elsewhere:
-"path/.zarray" metadata and "path/i.j": [url, offset, length] chunk references). Each array
-becomes a Zarr 3 array at NAME/path with no compressor; its chunks are Icechunk virtual
-references, so the repository holds metadata only. Design points, each forced by Icechunk
-1.x or by what a reader must be able to do:
+Input: each archive's kerchunk v1 document ("path/.zarray" metadata, "path/i.j": [url,
+offset, length] chunks). Each array becomes a Zarr 3 array at NAME/path, no compressor, its
+chunks Icechunk virtual references: the repository holds metadata only. Design points:
 
-- Byte order and memory order live in the codecs: the bytes codec's `endian` keeps a
-  big-endian member big-endian on disk, and a Fortran-ordered member gets a transpose codec
-  (reversed axes), which is exactly the layout of each of its column chunks.
+- Byte and memory order live in the codecs: the bytes codec's `endian` keeps a big-endian
+  member big-endian, and a Fortran-order member gets a transpose codec (reversed axes), which
+  is exactly the layout of each of its column chunks.
 - Icechunk reads a virtual chunk only under a url prefix that the repository config declares
-  as a virtual chunk container (persisted in the repository) *and* that the reader authorises.
-  It rejects a bare "file:///" prefix, so local archives get one container per top-level
-  folder ("file:///data/"); S3 archives one per bucket ("s3://bucket/"). `open_group`
-  authorises whatever the repository declares.
+  as a container (persisted) *and* the reader authorises. It rejects a bare "file:///", so
+  local archives get one container per top-level folder ("file:///data/"), S3 archives one per
+  bucket. `open_group` authorises whatever the repository declares.
 - A chunk's checksum is its archive's last-modified time: Icechunk then refuses (IcechunkError
-  "the checksum of the object owning the virtual chunk has changed") to serve a chunk whose
-  archive changed later. It keeps whole seconds but compares with the file's full mtime, so
-  a time is rounded *up* to the second (else an untouched local archive reads as changed).
-- One call, one commit on `main`. Icechunk counts a group deleted and written again
-  identically as a change, so each commit's metadata carries a digest of every group's
-  document (and checksums): a group whose digest is unchanged is left alone, and a call that
-  then deletes and writes nothing commits nothing.
+  "the checksum of the object owning the virtual chunk has changed") a chunk whose archive
+  changed later. It keeps whole seconds but compares with the file's full mtime, so times are
+  rounded *up* to the second (else an untouched local archive reads as changed).
+- One call, one commit on `main`. Icechunk counts a group deleted and written again identically
+  as a change, so each commit's metadata keeps a digest of every group's document and times: a
+  group whose digest is unchanged is left alone, and a call that changes nothing commits nothing.
 """
 
 from __future__ import annotations
@@ -34,7 +30,7 @@ import posixpath
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.request import url2pathname
 
 import numpy as np
@@ -69,8 +65,8 @@ def write_repository(
     if removed & documents.keys():
         raise ValueError(f"groups both written and removed: {sorted(removed & documents.keys())}")
     for name in documents:
-        if not name or "/" in name or name.startswith("."):
-            raise ValueError(f"{name!r}: a group name is one path segment")
+        if any(not part or part.startswith(".") for part in name.split("/")):
+            raise ValueError(f"{name!r}: a group name is a path of non-empty, visible parts")
     if not documents and not removed:
         return None
     modified = modified or {}
@@ -79,20 +75,25 @@ def write_repository(
     repository = _open_for_write(repo, documents.values(), storage_options)
     session = repository.writable_session(BRANCH)
     digests = dict(repository.lookup_snapshot(session.snapshot_id).metadata.get(DIGESTS) or {})
-    root = _root(session.store)
-    present = set(root.group_keys()) if root is not None else set()
+    root = _root(session.store, mode="r+")
+    asked = removed | wanted.keys()
+    present = {name for name in asked if name in root} if root is not None else set()
     gone = removed & present
     write = {n for n, d in wanted.items() if n not in present or digests.get(n) != d}
     if not gone and not write:
         return None
 
-    # The listing's group is read-only; this one may delete.
-    root = zarr.open_group(session.store, mode="r+") if root else zarr.create_group(session.store)
+    if root is None:  # not `if not root`: a root group with no members is falsy
+        root = zarr.create_group(session.store)
     for name in sorted(gone | (write & present)):
         del root[name]  # replace entirely: members the new document lacks must go too
     for name in removed:
         digests.pop(name, None)
     for name in sorted(write):
+        for depth in range(1, name.count("/") + 1):  # a nested input folder's groups
+            parent = "/".join(name.split("/")[:depth])
+            if parent not in root:
+                zarr.create_group(session.store, path=parent)
         _write_group(session.store, name, documents[name], modified)
         digests[name] = wanted[name]
     return session.commit(message, metadata={DIGESTS: digests})
@@ -105,18 +106,24 @@ def open_group(
     repository's virtual chunk containers authorised, so arrays read the referenced bytes."""
     ic = _icechunk()
     repository = ic.Repository.open(_storage(repo, storage_options))
+    # Local folders need no credentials; S3 buckets get the repository's.
+    s3 = ic.s3_credentials(**_s3(storage_options)[1])
     prefixes = repository.config.virtual_chunk_containers or {}
-    repository = repository.reopen(
-        authorize_virtual_chunk_access=_authorisation(prefixes, storage_options)
-    )
+    access = ic.containers_credentials({p: s3 if p.startswith("s3:") else None for p in prefixes})
+    repository = repository.reopen(authorize_virtual_chunk_access=access)
     session = repository.readonly_session(branch=BRANCH)
     return zarr.open_group(session.store, path=name, mode="r")
 
 
 def group_names(repo: str, storage_options: Mapping[str, Any] | None = None) -> list[str]:
-    """The archives' group names on the main branch."""
+    """The archives' group names on the main branch ('/'-separated where nested): those the
+    last commit of ours wrote, else the root's groups."""
     ic = _icechunk()
-    session = ic.Repository.open(_storage(repo, storage_options)).readonly_session(branch=BRANCH)
+    repository = ic.Repository.open(_storage(repo, storage_options))
+    session = repository.readonly_session(branch=BRANCH)
+    digests = repository.lookup_snapshot(session.snapshot_id).metadata.get(DIGESTS)
+    if digests is not None:
+        return sorted(digests)
     root = _root(session.store)
     return sorted(root.group_keys()) if root is not None else []
 
@@ -144,20 +151,48 @@ def _open_for_write(
     ic = _icechunk()
     storage = _storage(repo, storage_options)
     prefixes = {_container_prefix(_location(url)) for doc in documents for url in _urls(doc)}
-    if not ic.Repository.exists(storage):
-        config = ic.RepositoryConfig.default()
-        for prefix in sorted(prefixes):
-            config.set_virtual_chunk_container(_container(prefix, storage_options))
-        return ic.Repository.create(storage, config=config)
-    repository = ic.Repository.open(storage)
-    config = repository.config
-    missing = prefixes - set(config.virtual_chunk_containers or {})
-    if missing:
-        for prefix in sorted(missing):
-            config.set_virtual_chunk_container(_container(prefix, storage_options))
+    repository = ic.Repository.open(storage) if ic.Repository.exists(storage) else None
+    config = repository.config if repository else ic.RepositoryConfig.default()
+    missing = sorted(prefixes - set(config.virtual_chunk_containers or {}))
+    for prefix in missing:
+        config.set_virtual_chunk_container(_container(prefix, storage_options))
+    if repository is None:
+        return _create(repo, config, storage_options)
+    if missing:  # saved apart from commits: a reader opening the repository needs it
         repository = repository.reopen(config=config)
         repository.save_config()
     return repository
+
+
+# What Icechunk keeps at a repository's root: a run's stores must not take these names.
+REPOSITORY_NAMES = ("config.yaml", "refs", "snapshots", "manifests", "transactions", "chunks")
+
+
+def _create(
+    repo: str, config: icechunk.RepositoryConfig, storage_options: Mapping[str, Any] | None
+) -> icechunk.Repository:
+    """A new repository at `repo`, which already holds the run's reference files: Icechunk
+    creates repositories in empty places only, so it is created in a temporary below `repo`
+    (a leftover if this process dies, removed by the next run) and its objects moved up."""
+    from ..core.storage import filesystem, is_url, join
+    from ..sinks.atomic import remove_path, temp_sibling
+
+    ic = _icechunk()
+    if is_url(repo):
+        temp = join(repo, posixpath.basename(temp_sibling("/icechunk")))
+    else:
+        temp = temp_sibling(os.path.join(as_path(repo), "icechunk"))
+    ic.Repository.create(_storage(temp, storage_options), config=config)  # persists the config
+    if is_url(repo):
+        fs = filesystem(repo, storage_options)
+        base = fs._strip_protocol(temp).rstrip("/")
+        for key in fs.find(base):
+            fs.mv(key, fs._strip_protocol(repo).rstrip("/") + key[len(base) :])
+    else:
+        for name in os.listdir(temp):
+            os.replace(os.path.join(temp, name), os.path.join(as_path(repo), name))
+        remove_path(temp)
+    return ic.Repository.open(_storage(repo, storage_options))
 
 
 def _write_group(
@@ -171,8 +206,6 @@ def _write_group(
         for key, value in refs.items()
         if key.endswith(".zarray")
     }
-    if "" in arrays:
-        raise ValueError(f"{name}: the document's root is an array; a group is needed")
     groups = {key.rpartition("/")[0] for key in refs if key.endswith(".zgroup")} | {""}
     for path in list(groups) + list(arrays):  # zarr 3 has no implicit groups: make parents
         while path:
@@ -182,33 +215,21 @@ def _write_group(
         attributes = _json(refs.get(posixpath.join(path, ".zattrs"), "{}"))
         zarr.create_group(store, path=posixpath.join(name, path).rstrip("/"), attributes=attributes)
 
-    chunks: dict[str, list[ic.VirtualChunkSpec]] = {path: [] for path in arrays}
+    chunks: dict[str, list[Any]] = {path: [] for path in arrays}
     for key, value in refs.items():
-        parts = key.split("/")
-        if parts[-1] in _METADATA_KEYS:
+        head, _, index = key.rpartition("/")
+        if index in _METADATA_KEYS:
             continue
-        # The longest array path the key extends (a separator of "/" splits the index too).
-        head = next(
-            (h for i in range(len(parts) - 1, 0, -1) if (h := "/".join(parts[:i])) in arrays), None
-        )
-        if head is None:
-            raise ValueError(f"{name}: reference {key!r} belongs to no array")
-        meta = arrays[head]
-        rest = key[len(head) + 1 :]
-        index = [int(i) for i in rest.split(meta.get("dimension_separator", "."))]
-        if not isinstance(value, list) or len(value) != 3:
-            raise ValueError(f"{name}: {key!r} is not a [url, offset, length] reference")
+        if head not in arrays or not isinstance(value, list) or len(value) != 3:
+            raise ValueError(f"{name}: {key!r} is not a chunk's [url, offset, length]")
         url, offset, length = value
-        checksum = _whole_second(modified[url]) if url in modified else None
-        chunks[head].append(
-            ic.VirtualChunkSpec(
-                index if meta["shape"] else [],  # a 0-d array's one chunk: v2 key "0", v3 "c"
-                _location(url),
-                offset,
-                length,
-                last_updated_at_checksum=checksum,
-            )
+        when = _whole_second(modified[url]) if url in modified else None
+        # A 0-d array's one chunk: v2 key "0", index [] (zarr 3 key "c").
+        at = [int(i) for i in index.split(".")] if arrays[head]["shape"] else []
+        spec = ic.VirtualChunkSpec(
+            at, _location(url), offset, length, last_updated_at_checksum=when
         )
+        chunks[head].append(spec)
 
     for path, meta in arrays.items():
         full = posixpath.join(name, path)
@@ -236,8 +257,7 @@ def _create_array(
     if meta.get("order", "C") == "F" and len(shape) > 1:
         filters = [TransposeCodec(order=tuple(reversed(range(len(shape)))))]
     fill = meta.get("fill_value")
-    if fill is None:
-        fill = False if dtype.kind == "b" else 0
+    fill = (False if dtype.kind == "b" else 0) if fill is None else fill
     dimension_names = attributes.pop("_ARRAY_DIMENSIONS", None)
     zarr.create_array(
         store,
@@ -255,6 +275,7 @@ def _create_array(
 
 
 def _urls(doc: Mapping[str, Any]) -> set[str]:
+    """The archives a document's chunks are in."""
     return {value[0] for value in doc["refs"].values() if isinstance(value, list) and value}
 
 
@@ -297,63 +318,42 @@ def _container(
     ic = _icechunk()
     if prefix.startswith("file://"):
         return ic.VirtualChunkContainer(prefix, ic.local_filesystem_store(url2pathname(prefix[7:])))
-    settings = _s3_settings(storage_options)
+    settings = _s3(storage_options)[0]
     store = ic.s3_store(**settings, s3_compatible=settings["endpoint_url"] is not None)
     return ic.VirtualChunkContainer(prefix, store)
-
-
-def _authorisation(
-    prefixes: Iterable[str], storage_options: Mapping[str, Any] | None
-) -> dict[str, Any]:
-    """Credentials per container: local folders need none; S3 buckets use the repository's."""
-    ic = _icechunk()
-    return ic.containers_credentials(
-        {
-            prefix: ic.s3_credentials(**_s3_credentials(storage_options))
-            if prefix.startswith("s3://")
-            else None
-            for prefix in prefixes
-        }
-    )
 
 
 def _storage(repo: str, storage_options: Mapping[str, Any] | None) -> icechunk.Storage:
     ic = _icechunk()
     if repo.startswith("s3://"):
         bucket, _, prefix = repo[5:].partition("/")
+        settings, credentials = _s3(storage_options)
         return ic.s3_storage(
             bucket=bucket,
             prefix=prefix.strip("/") or None,
-            **_s3_settings(storage_options),
-            **_s3_credentials(storage_options),
+            **settings,
+            **credentials,
         )
     return ic.local_filesystem_storage(os.path.abspath(as_path(repo)))
 
 
-def _s3_settings(storage_options: Mapping[str, Any] | None) -> dict[str, Any]:
-    """s3fs's options (endpoint_url, client_kwargs) as Icechunk's S3 settings."""
+def _s3(storage_options: Mapping[str, Any] | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """s3fs's options as Icechunk's S3 (settings, credentials); no key means from the
+    environment."""
     options = dict(storage_options or {})
     client = dict(options.get("client_kwargs") or {})
     endpoint = options.get("endpoint_url") or client.get("endpoint_url")
-    return {
+    settings = {
         "region": client.get("region_name") or options.get("region_name"),
         "endpoint_url": endpoint,
         "allow_http": bool(endpoint and endpoint.startswith("http://")),
         # MinIO, moto and most other S3 servers at an endpoint of their own want path style.
         "force_path_style": endpoint is not None,
     }
-
-
-def _s3_credentials(storage_options: Mapping[str, Any] | None) -> dict[str, Any]:
-    """s3fs's key/secret/token/anon; none of them means from the environment."""
-    options = storage_options or {}
     if options.get("anon"):
-        return {"anonymous": True}
-    return {
-        "access_key_id": options.get("key"),
-        "secret_access_key": options.get("secret"),
-        "session_token": options.get("token"),
-    }
+        return settings, {"anonymous": True}
+    keys = {"access_key_id": "key", "secret_access_key": "secret", "session_token": "token"}
+    return settings, {name: options.get(key) for name, key in keys.items()}
 
 
 def _icechunk() -> Any:
@@ -367,10 +367,10 @@ def _icechunk() -> Any:
     return icechunk
 
 
-def _root(store: Any) -> zarr.Group | None:
+def _root(store: Any, mode: Literal["r", "r+"] = "r") -> zarr.Group | None:
     """The root group, or None in a repository that has had no commit of ours yet."""
     try:
-        return zarr.open_group(store, mode="r")
+        return zarr.open_group(store, mode=mode)
     except FileNotFoundError:  # zarr's GroupNotFoundError
         return None
 

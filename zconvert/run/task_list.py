@@ -180,4 +180,8 @@ def task_list(config: RunConfig) -> list[Task]:
             "recursively); name archives with other suffixes explicitly",
             name="",
         )
+    if config.options.format == "icechunk":
+        from .icechunk_run import refuse_clashes
+
+        refuse_clashes([t.relpath for t in tasks])
     return tasks

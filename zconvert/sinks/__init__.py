@@ -96,8 +96,9 @@ SINKS = {
     "zarr": "zconvert.sinks.zarr:ZarrSink",
     "hdf5": "zconvert.sinks.hdf5:HDF5Sink",
     "references": "zconvert.sinks.references:ReferenceSink",
+    "icechunk": "zconvert.sinks.references:ReferenceSink",  # the repository: run/icechunk_run
 }
-SUFFIXES = {"zarr": ".zarr", "hdf5": ".h5", "references": ".json"}
+SUFFIXES = {"zarr": ".zarr", "hdf5": ".h5", "references": ".json", "icechunk": ".json"}
 
 
 # Sinks for URL outputs, given the storage options: Zarr's one writer, over object storage
@@ -106,6 +107,7 @@ URL_SINKS = {
     "zarr": "zconvert.sinks.zarr:ZarrSink",
     "hdf5": "zconvert.sinks.hdf5_url:HDF5URLSink",
     "references": "zconvert.sinks.references:ReferenceSink",
+    "icechunk": "zconvert.sinks.references:ReferenceSink",
 }
 
 

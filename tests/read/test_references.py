@@ -116,6 +116,11 @@ def test_zconvert_reads_a_reference_file_as_any_store(tmp_path):
         got = zconvert.open(out / "a.json", name)
         np.testing.assert_array_equal(got[...], want)
     assert zconvert.open(out / "a.json", "values").chunks == (50, 4)  # 64 wanted; 50 divides
+    for name in ("values", "fortran", "big_endian", "scalar", "nested/flags"):
+        mapped = zconvert.open_memmap(out / "a.json", name)  # the member, in its archive
+        assert Path(mapped.filename) == (tmp_path / "in" / "a.zip").resolve()
+        np.testing.assert_array_equal(mapped, _expected(members)[name])
+        assert mapped.dtype == _expected(members)[name].dtype
     assert sorted(zconvert.array_names(out / "b.json")) == ["x", "y"]
     refs = zconvert.refs(out)
     assert {(Path(r.store).name, r.name) for r in refs} >= {("a.json", "values"), ("b.json", "x")}

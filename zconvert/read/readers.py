@@ -108,6 +108,12 @@ def open_memmap(
         )
     fmt = opened.store_format(path)
     name = _pick(path, name)
+    if fmt == "references":  # the member itself, mapped in its archive
+        array = open(path, name)
+        if array.attrs.get("member_format") == "npy":  # its header says
+            return archive_memmap(array.attrs["source_archive"], name, None, None, verify)
+        dtype, shape = array.attrs.get("dtype"), array.shape
+        return archive_memmap(array.attrs["source_archive"], name, dtype, shape, verify)
     if fmt == "zarr":
         from ..sinks.layout import chunk_dtype, chunk_path, not_mappable_reason
 

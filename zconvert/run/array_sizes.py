@@ -73,12 +73,23 @@ def reference_chunk_rows(rows: int, wanted: int) -> int:
     all the rows (a prime number of rows cannot be cut evenly)."""
     if rows <= wanted:
         return max(rows, 1)
-    best = 1
-    divisor = 1
-    while divisor * divisor <= rows:
-        if rows % divisor == 0:
-            for d in (divisor, rows // divisor):
-                if best < d <= wanted:
-                    best = d
-        divisor += 1
+    best = max(d for d in _divisors(rows) if d <= wanted)
     return best if best * 8 >= wanted else rows
+
+
+def _divisors(n: int) -> list[int]:
+    """Every divisor of n > 0, from its prime factors (trial division: quick for the
+    many-factored row counts arrays have, a square root's worth of steps for a prime)."""
+    factors: dict[int, int] = {}
+    p = 2
+    while p * p <= n:
+        while n % p == 0:
+            factors[p] = factors.get(p, 0) + 1
+            n //= p
+        p += 1 if p == 2 else 2
+    if n > 1:
+        factors[n] = factors.get(n, 0) + 1
+    divisors = [1]
+    for prime, count in factors.items():
+        divisors = [d * prime**k for d in divisors for k in range(count + 1)]
+    return divisors

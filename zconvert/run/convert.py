@@ -93,6 +93,8 @@ def _engine_for(config: RunConfig, tasks: Sequence[Task]) -> str:
         return "local"  # remote archives: reading them is the slow part, not starting workers
     if len(tasks) <= 1 or sum(archive_size(t.archive) or 0 for t in tasks) <= IN_PROCESS_MAX_BYTES:
         return "serial"  # one archive gains nothing from a pool but its start-up
+    if tasks[0].options.refers:
+        return "serial"  # a few hundred bytes read per archive: a pool would only start up
     return "local"
 
 

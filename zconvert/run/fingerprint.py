@@ -7,6 +7,7 @@ parent compares digests for every archive of a run.
 
 from __future__ import annotations
 
+import functools
 import json
 
 try:  # CPython's own SHA-1: the same digest as hashlib's, without loading OpenSSL (2.7 ms)
@@ -31,6 +32,18 @@ STORE_OPTIONS: tuple[Option, ...] = tuple(
 
 def options_fingerprint(options: ConvertOptions) -> str:
     """The options that shape a store's content, as a JSON string (HDF5 attrs hold no dicts)."""
+    try:
+        return _cached_fingerprint(options)  # asked twice per archive, of one run's options
+    except TypeError:  # a field holding a list, not a tuple: unhashable
+        return _fingerprint(options)
+
+
+@functools.lru_cache(maxsize=16)
+def _cached_fingerprint(options: ConvertOptions) -> str:
+    return _fingerprint(options)
+
+
+def _fingerprint(options: ConvertOptions) -> str:
     fp: dict[str, Any] = {}
     for opt in STORE_OPTIONS:
         value = getattr(options, opt.name)

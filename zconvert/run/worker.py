@@ -8,28 +8,20 @@ at the store's final path.
 
 from __future__ import annotations
 
-import math
 import os
 import sys
 import time
 import traceback
 from typing import Any
 
-import numpy as np
-
 from .._version import __version__
 from ..core.errors import ArchiveError
 from ..core.records import ArrayRecord, Result, SkippedMember, Task
-from ..core.storage import archive_location, archive_stat
-from ..sinks import ArraySpec, open_sink
-from ..sinks.directio import slab_buffers
+from ..core.storage import archive_stat
+from ..sinks import open_sink
 from ..sinks.layout import SKIPPED_ATTR, skipped_members_attr
-from ..sinks.slabs import SlabPipeline
-from ..zipread.archive import MemberReader, data_offset
 from ..zipread.member_layout import MemberLayout, checked_members
 from ..zipread.members import Member, open_archive
-from ..zipread.parallel_inflate import threads_for
-from .array_sizes import array_sizes, piece_rows, reference_chunk_rows
 from .fingerprint import OPTIONS_ATTR, options_digest, options_fingerprint
 
 
@@ -106,11 +98,15 @@ def _convert(
             storage_options=task.storage_options,
         )
         try:
-            write = _refer_member if options.refers else _copy_member
+            # Referring needs no numpy, slabs or inflate: loaded only by the runs that copy.
+            if options.refers:
+                from .member_refer import refer_member as write
+            else:
+                from .member_copy import copy_member as write
             records = [
-                write(task, fileobj, zf, member, layout, dim_names, sink)
-                for member, layout, dim_names in zip(members, layouts, dims, strict=True)
-            ]
+                write(task, fileobj, zf, member, layout, names, sink, _array_attributes(task, member, layout))
+                for member, layout, names in zip(members, layouts, dims, strict=True)
+            ]  # fmt: skip
             sink.commit()
         except BaseException:
             sink.abort()
@@ -120,143 +116,7 @@ def _convert(
     return records, skipped, bytes_in, bytes_out, source
 
 
-def _zarr3(options: Any) -> bool:
-    return options.format == "zarr" and options.zarr_format == 3
-
-
-def _copy_member(
-    task: Task,
-    fileobj: Any,
-    zf: Any,
-    member: Member,
-    layout: MemberLayout,
-    dim_names: tuple[str, ...],
-    sink: Any,
-) -> ArrayRecord:
-    """Stream one member into a new array of the sink. The member's bytes are read as the
-    C-order array `stream_shape` (a Fortran array's transpose), cut into slabs of whole
-    chunks along its first axis; each slab reaches the sink in the array's own axis order."""
-    options = task.options
-    dtype = np.dtype(layout.dtype)
-    stream = layout.stream_shape
-    rows, row_shape = stream[0], stream[1:]
-    row_bytes = dtype.itemsize * math.prod(row_shape)
-    sizes = array_sizes(options, rows, row_shape, row_bytes, scalar=not layout.shape)
-    chunks, inner_chunks, slab_rows = sizes.chunks, sizes.inner_chunks, sizes.slab_rows
-    in_array_order = _array_order(layout)
-    handle = sink.add_array(
-        ArraySpec(
-            name=member.array_name,
-            shape=layout.shape,
-            dtype=dtype.str,
-            chunks=in_array_order(chunks),
-            dimension_names=dim_names,
-            attributes=_array_attributes(task, member, layout, dtype),
-            inner_chunks=in_array_order(inner_chunks) if inner_chunks else None,
-            axis=layout.axis,
-        )
-    )
-    # Page-aligned, so the sinks can hand slabs to O_DIRECT writes without a copy.
-    buffers = slab_buffers(sizes.buffer_rows, row_shape, dtype)
-    step = piece_rows(chunks[0], slab_rows, row_bytes, sink.partial_writes(handle))
-    threads = threads_for(member.compress_size, options.inflate_threads, options.parallel_inflate)
-    reader = MemberReader(task.archive, fileobj, zf, member, threads)
-    try:
-        if layout.data_offset:  # the .npy header: counted in the CRC32, not array data
-            reader.readinto(memoryview(bytearray(layout.data_offset)))
-        with SlabPipeline(
-            lambda row, piece: sink.write_slab(handle, row, in_array_order(piece)), buffers
-        ) as pipe:
-            row = 0
-            ended = False
-            while not ended:
-                buffer = pipe.buffer()
-                filled = 0
-                while filled < slab_rows:
-                    want = min(step, slab_rows - filled)
-                    piece = buffer[filled : filled + want]
-                    nbytes = reader.readinto(memoryview(piece).cast("B"))
-                    n_rows, rest = divmod(nbytes, row_bytes)
-                    if rest or row + n_rows > rows:
-                        raise ArchiveError(
-                            task.archive,
-                            member.name,
-                            f"inflates to more or other than the {member.file_size} bytes the archive declares",
-                        )
-                    if n_rows:
-                        pipe.submit(row, piece[:n_rows])
-                    row += n_rows
-                    filled += n_rows
-                    if n_rows < want:
-                        ended = True
-                        break
-                pipe.release(buffer)
-        reader.verify_end()
-    finally:
-        reader.close()
-    stored = sink.finish_array(handle)
-    return ArrayRecord(
-        name=member.array_name,
-        member=member.name,
-        shape=layout.shape,
-        # As the store gives it back: Zarr 3 keeps byte order in its codec, not its dtype,
-        # and zarr reads a big-endian array as the native one (the values are the same).
-        dtype=dtype.newbyteorder("=").str if _zarr3(options) else dtype.str,
-        # as zarr reports them: the chunks inside shards
-        chunks=in_array_order(inner_chunks or chunks),
-        codec=options.codec,
-        crc32=member.crc32,
-        nbytes=dtype.itemsize * math.prod(layout.shape),
-        stored_bytes=stored,
-        shards=in_array_order(chunks) if inner_chunks else None,
-        member_bytes=member.file_size,
-    )
-
-
-def _refer_member(
-    task: Task,
-    fileobj: Any,
-    zf: Any,
-    member: Member,
-    layout: MemberLayout,
-    dim_names: tuple[str, ...],
-    sink: Any,
-) -> ArrayRecord:
-    """One stored member as an array of references to its bytes in the archive: chunks of
-    whole rows (along the axis its bytes run slowest) that divide the array evenly."""
-    options = task.options
-    dtype = np.dtype(layout.dtype)
-    stream = layout.stream_shape
-    row_bytes = dtype.itemsize * math.prod(stream[1:])
-    wanted = array_sizes(options, stream[0], stream[1:], row_bytes, not layout.shape).chunks[0]
-    chunks = (reference_chunk_rows(stream[0], wanted), *stream[1:])
-    in_array_order = _array_order(layout)
-    attributes = _array_attributes(task, member, layout, dtype)
-    attributes["header_offset"] = member.header_offset  # where a rerun expects the member
-    spec = ArraySpec(
-        member.array_name, layout.shape, dtype.str, in_array_order(chunks), dim_names,
-        attributes, axis=layout.axis,
-    )  # fmt: skip
-    handle = sink.add_array(spec)
-    offset = data_offset(task.archive, fileobj, member) + layout.data_offset
-    sink.refer(handle, archive_location(task.archive), offset)
-    return ArrayRecord(
-        name=member.array_name,
-        member=member.name,
-        shape=layout.shape,
-        dtype=dtype.str,  # Zarr 2 keeps byte order in the dtype
-        chunks=spec.chunks,
-        codec="reference",
-        crc32=member.crc32,
-        nbytes=dtype.itemsize * math.prod(layout.shape),
-        stored_bytes=sink.finish_array(handle),
-        member_bytes=member.file_size,
-    )
-
-
-def _array_attributes(
-    task: Task, member: Member, layout: MemberLayout, dtype: np.dtype
-) -> dict[str, Any]:
+def _array_attributes(task: Task, member: Member, layout: MemberLayout) -> dict[str, Any]:
     """What every store records of each array: where it came from, and how to check it."""
     return {
         "source_archive": task.archive,
@@ -265,7 +125,7 @@ def _array_attributes(
         **_npy_attributes(layout),
         "crc32": member.crc32,
         "nbytes": member.file_size,
-        "dtype": dtype.str,
+        "dtype": layout.dtype,  # numpy's dtype.str, byte order included
         "zconvert_version": __version__,
     }
 
@@ -276,16 +136,6 @@ def _npy_attributes(layout: MemberLayout) -> dict[str, Any]:
         return {}
     # Hex: the header holds NUL bytes, which HDF5 string attributes cannot.
     return {"npy_header_hex": layout.npy_header.hex(), "fortran_order": layout.fortran_order}
-
-
-def _array_order(layout: MemberLayout) -> Any:
-    """Shapes and slabs from the member's byte order to the array's: reversed (transposed) for
-    a Fortran array, none for a 0-d one; unchanged otherwise."""
-    if not layout.shape:
-        return lambda x: () if isinstance(x, tuple) else x.reshape(())
-    if layout.axis:
-        return lambda x: tuple(reversed(x)) if isinstance(x, tuple) else x.T
-    return lambda x: x
 
 
 def peak_rss_bytes() -> int:

@@ -61,7 +61,8 @@ class ReferenceSink:
         self.durable = options.durable
         self.refs: dict[str, Any] = {".zgroup": ZGROUP, ".zattrs": _json(attributes)}
 
-    def add_array(self, spec: ArraySpec) -> _Array:
+    def add_array(self, spec: ArraySpec, itemsize: int) -> _Array:
+        """The array's metadata; `itemsize`: its dtype's, which the worker knows (no numpy)."""
         parts = spec.name.split("/")
         for depth in range(1, len(parts)):  # the groups a nested member's name passes through
             self.refs["/".join(parts[:depth]) + "/.zgroup"] = ZGROUP
@@ -83,9 +84,6 @@ class ReferenceSink:
         self.refs[f"{spec.name}/.zattrs"] = _json(
             {**spec.attributes, "_ARRAY_DIMENSIONS": list(spec.dimension_names)}
         )
-        import numpy as np
-
-        itemsize = np.dtype(spec.dtype).itemsize
         return _Array(spec.name, tuple(spec.shape), tuple(spec.chunks), spec.axis, itemsize)
 
     def refer(self, handle: _Array, url: str, offset: int) -> None:

@@ -17,6 +17,7 @@ import pytest
 import zconvert
 from zconvert.core.errors import ConfigError
 
+from .._s3 import s3_fixture, s3_server  # noqa: F401  (fixtures)
 from ..conftest import float_rows, make_zip
 
 pytest.importorskip("icechunk")
@@ -123,3 +124,22 @@ def test_names_the_repository_needs_are_refused(tmp_path, names):
         zconvert.convert(tmp_path / "in", tmp_path / "out", format="icechunk")
     assert "--format references" in str(err.value) or "rename" in str(err.value)
     assert not (tmp_path / "out" / "refs").exists()
+
+
+def test_archives_and_repository_on_s3(tmp_path, s3):
+    """np.savez archives on S3, the run's reference files and repository on S3 too: the
+    repository is created beside the reference files, and reads the archives in place."""
+    from zconvert.run.icechunk_repo import group_names, open_group
+
+    np.savez(tmp_path / "a.npz", values=np.arange(40.0).reshape(10, 4))
+    s3.upload(tmp_path / "a.npz", "in/a.npz")
+    out = s3.url("out")
+    options = s3.storage_options
+    report = zconvert.convert(s3.url("in"), out, format="icechunk", storage_options=options)
+    assert report.ok, report.failed
+    assert group_names(out, options) == ["a"]
+    values = open_group(out, "a", options)["values"][...]
+    np.testing.assert_array_equal(values, np.arange(40.0).reshape(10, 4))
+    again = zconvert.convert(s3.url("in"), out, format="icechunk", storage_options=options)
+    assert len(again.skipped) == 1
+    assert not any("zconvert-tmp" in key for key in s3.keys("out"))

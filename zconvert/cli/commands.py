@@ -62,7 +62,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     if args.json:
         _print_json([p.to_dict() for p in planned])
     else:
-        for line in plan_lines(planned, config.output):
+        for line in plan_lines(planned, config.output, config.options.refers):
             print(line)
     return EXIT_FAILED if any(p.action == "refuse" for p in planned) else EXIT_OK
 

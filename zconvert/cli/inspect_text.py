@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..core.convert_options import REFERENCE_FORMATS
 from ..core.records import DAMAGED, ORPHAN
 from ..core.units import human_bytes
 
@@ -67,17 +68,26 @@ def output_lines(info: dict[str, Any]) -> list[str]:
     if c["found"]:
         more = " more (not in the manifest)" if info["written"] is not None else ""
         lines.append(f"  stores    {c['found']}{more} complete stores found in the folder")
-    lines.append(
-        f"  bytes     {human_bytes(info['nbytes'])} of arrays stored in "
-        f"{human_bytes(info['stored_bytes'])}" + (f" (ratio {ratio:.2f})" if ratio else "")
-    )
+    if opts.get("format") in REFERENCE_FORMATS:
+        lines.append(
+            f"  bytes     {human_bytes(info['nbytes'])} of arrays referred to in place in "
+            "the archives (nothing copied)"
+        )
+    else:
+        lines.append(
+            f"  bytes     {human_bytes(info['nbytes'])} of arrays stored in "
+            f"{human_bytes(info['stored_bytes'])}" + (f" (ratio {ratio:.2f})" if ratio else "")
+        )
     return lines + _store_rows(info)
 
 
 def _manifest_summary(info: dict[str, Any], opts: dict[str, Any], c: dict[str, int]) -> list[str]:
+    fmt = opts.get("format")
+    zarr_format = f" zarr_format={opts.get('zarr_format')}" if fmt == "zarr" else ""
+    codec = "" if fmt in REFERENCE_FORMATS else f" codec={opts.get('codec')}"  # none applies
     return [
-        f"  options   format={opts.get('format')} zarr_format={opts.get('zarr_format')} "
-        f"codec={opts.get('codec')} dtype={opts.get('dtype')} shape={opts.get('shape')}"
+        f"  options   format={fmt}{zarr_format}{codec} "
+        f"dtype={opts.get('dtype')} shape={opts.get('shape')}"
         + (f" shard_rows={opts['shard_rows']}" if opts.get("shard_rows") else ""),
         f"  stores    {c['converted'] + c['skipped']} complete ({c['converted']} converted, "
         f"{c['skipped']} found up to date by a rerun), {c['failed']} failed, "

@@ -117,17 +117,19 @@ def plan_run(config: RunConfig) -> list[PlannedTask]:
     return planned
 
 
-def plan_lines(planned: list[PlannedTask], output: str) -> list[str]:
-    """The dry run as text: one line per archive, then the totals."""
+def plan_lines(planned: list[PlannedTask], output: str, refers: bool = False) -> list[str]:
+    """The dry run as text: one line per archive, then the totals. `refers`: a references
+    run's, which inflates nothing."""
     from ..core.units import human_bytes
 
+    work = "to index" if refers else "to inflate"
     lines = []
     for p in planned:
         if p.action == "convert":
             why = f"{p.reason}; " if p.reason else ""
             lines.append(
                 f"convert  {p.archive} -> {p.relpath}  ({why}{p.members} member"
-                f"{'s' if p.members != 1 else ''}, {human_bytes(p.bytes_out)} to inflate)"
+                f"{'s' if p.members != 1 else ''}, {human_bytes(p.bytes_out)} {work})"
             )
             lines.extend(
                 f"           skip member {s.member}: {s.reason}" for s in p.skipped_members
@@ -149,7 +151,7 @@ def plan_lines(planned: list[PlannedTask], output: str) -> list[str]:
     )
     lines.append(
         f"zconvert: would convert {counts['convert']}, skip {counts['skip']}, "
-        f"refuse {counts['refuse']}{stale}; {human_bytes(total)} to inflate into {output}; "
+        f"refuse {counts['refuse']}{stale}; {human_bytes(total)} {work} into {output}; "
         "nothing written (dry run)"
     )
     return lines

@@ -44,8 +44,6 @@ class _Array(NamedTuple):
 class ReferenceSink:
     """One reference document: arrays are added, then referred to, then committed."""
 
-    references = True  # the worker refers to a member's bytes instead of writing slabs
-
     def __init__(
         self,
         final_path: str,

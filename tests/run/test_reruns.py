@@ -4,6 +4,7 @@ verify) describes exactly the current inputs under the current options."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -15,7 +16,9 @@ import numpy as np
 import pytest
 
 import zconvert
+from zconvert.core.convert_options import ConvertOptions
 from zconvert.read.inspect import inspect_path
+from zconvert.run.fingerprint import options_digest
 
 from ..conftest import float_rows, make_zip
 
@@ -307,3 +310,38 @@ def test_verify_of_one_store_in_a_run_folder_marks_it_too(tmp_path):
     report = zconvert.convert(src, out, executor="serial", codec="none")
     assert [r.relpath for r in report.converted] == ["a0.zarr"]
     assert zconvert.verify(out / "a0.zarr") == []
+
+
+def test_a_zarr2_store_with_a_fill_value_is_redone_and_xarray_reads_its_zeros(tmp_path):
+    """Zarr 2 stores written before recorded fill_value 0, which xarray reads as missing:
+    int 0 and False came back as NaN. A rerun redoes such a store and says why."""
+    xr = pytest.importorskip("xarray")
+    ints = np.arange(12, dtype="<i4").reshape(3, 4)  # holds a 0
+    make_zip(tmp_path / "in" / "a.zip", {"ints.bin": ints})
+    out = tmp_path / "out"
+    options = {"zarr_format": 2, "dtype": "<i4"}
+    assert zconvert.convert(tmp_path / "in", out, **options).ok
+    store = out / "a.zarr"
+    with xr.open_zarr(store) as ds:
+        assert ds["ints"].dtype == np.int32 and int(ds["ints"][0, 0]) == 0
+    # What an earlier zconvert wrote: a fill value, and a fingerprint without the new key.
+    zarray = json.loads((store / "ints" / ".zarray").read_text())
+    (store / "ints" / ".zarray").write_text(json.dumps({**zarray, "fill_value": 0}))
+    zattrs = json.loads((store / ".zattrs").read_text())
+    fingerprint = json.loads(zattrs["zconvert_options"])
+    del fingerprint["zarr2_fill_value"]
+    zattrs["zconvert_options"] = json.dumps(fingerprint, sort_keys=True)
+    (store / ".zattrs").write_text(json.dumps(zattrs))
+    (store / ".zmetadata").unlink()  # no stale consolidated copy for the test's own read
+    # ... and whose manifest records the digest of that fingerprint
+    digest = options_digest(ConvertOptions(format="zarr", **options))
+    old = hashlib.sha1(zattrs["zconvert_options"].encode()).hexdigest()[:16]
+    text = (out / "manifest.json").read_text()
+    assert digest in text
+    (out / "manifest.json").write_text(text.replace(digest, old))
+    manifest = json.loads((out / "manifest.json").read_text())
+    plan = _cli("plan", str(tmp_path / "in"), "-o", str(out), "--zarr-format", "2", "--dtype", "<i4")
+    assert "fill value" in plan.stdout, plan.stdout
+    rerun = zconvert.convert(tmp_path / "in", out, **options)
+    assert [Path(r.store).name for r in rerun.converted] == ["a.zarr"], manifest
+    assert json.loads((store / "ints" / ".zarray").read_text())["fill_value"] is None

@@ -53,7 +53,16 @@ def _fingerprint(options: ConvertOptions) -> str:
         if opt.fingerprint == "unless_default" and value == opt.default:
             continue
         fp[opt.name] = _recorded(opt.name, value, options)
+    if options.format == "zarr" and options.zarr_format == 2:
+        fp[ZARR2_FILL] = "none"  # see ZARR2_FILL
     return json.dumps(fp, sort_keys=True)
+
+
+# Zarr 2 stores record no fill value since zconvert 0.1 of December 2026: xarray reads every
+# value equal to a Zarr 2 fill value as missing, so the fill value 0 of the stores written
+# before made it return int 0 and False as NaN. Their fingerprint lacks this key, so a rerun
+# redoes them, saying why.
+ZARR2_FILL = "zarr2_fill_value"
 
 
 def _recorded(name: str, value: Any, options: ConvertOptions) -> Any:
@@ -85,4 +94,7 @@ def options_changed(stored: str | None, options: ConvertOptions) -> str:
         before = {}
     now = json.loads(options_fingerprint(options))
     keys = sorted(k for k in {*before, *now} if before.get(k) != now.get(k))
-    return "options changed: " + (", ".join(keys) or "unreadable record")
+    if keys == [ZARR2_FILL] and ZARR2_FILL not in before:
+        return "written by an earlier zconvert with a Zarr 2 fill value, which xarray reads as missing (0 as NaN)"
+    named = [k for k in keys if k != ZARR2_FILL]  # follows zarr_format, which is named
+    return "options changed: " + (", ".join(named) or "unreadable record")

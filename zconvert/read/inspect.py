@@ -113,10 +113,10 @@ def inspect_store(store: str | os.PathLike[str], storage_options: Options = None
     """One store's format, attributes and a record per array, read from the store itself (by
     path or URL)."""
     path = absolute(as_path(store))
-    with opened_store(path, storage_options=storage_options) as (attrs, stored, handles):
+    fmt = store_format(path, storage_options)
+    with opened_store(path, storage_options=storage_options, fmt=fmt) as (attrs, stored, handles):
         arrays = []
-        hdf5 = any(hasattr(h, "file") for h in handles.values())
-        fmt = store_format(path, storage_options)
+        hdf5 = fmt == "hdf5"
         for a in stored:
             handle = handles[a.name]
             codec = _hdf5_codec(handle) if hdf5 else _zarr_codec(handle)

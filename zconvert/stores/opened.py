@@ -92,12 +92,15 @@ def zarr_format_of(store: str, storage_options: Options = None) -> int | None:
     return None
 
 
-def zarr_group(store: str, storage_options: Options = None) -> Any:
+def zarr_group(store: str, storage_options: Options = None, fmt: str | None = None) -> Any:
     """The store's root group, read-only (consolidated metadata used when present); of a
-    reference file, the Zarr 2 store it describes, read from the archives it points at."""
+    reference file, the Zarr 2 store it describes, read from the archives it points at.
+    `fmt`: the store's format when the caller knows it (for a URL, asking costs requests)."""
     import zarr
 
-    if store_format(store, storage_options) == "references":
+    if fmt is None:
+        fmt = store_format(store, storage_options)
+    if fmt == "references":
         return reference_group(store, storage_options)
     if not is_url(store):
         from .pinned import PinnedStore, pinned_store
@@ -177,11 +180,12 @@ def _ClosingFile(fileobj: Any) -> Any:
 
 def open_array(store: str, name: str, storage_options: Options = None) -> Any:
     """The array `name` of a store, lazily: a zarr.Array or an h5py.Dataset (close its .file)."""
-    if store_format(store, storage_options) != "hdf5":  # Zarr, or a reference file's Zarr 2
+    fmt = store_format(store, storage_options)
+    if fmt != "hdf5":  # Zarr, or a reference file's Zarr 2
         import zarr
 
         try:
-            node = zarr_group(store, storage_options)[name]
+            node = zarr_group(store, storage_options, fmt)[name]
         except KeyError:
             raise StoreError(f"{store}: no array named {name!r}") from None
         if not isinstance(node, zarr.Array):
@@ -217,16 +221,16 @@ def read_store_metadata(
 
 @contextlib.contextmanager
 def opened_store(
-    store: str, stored_bytes: bool = True, storage_options: Options = None
+    store: str, stored_bytes: bool = True, storage_options: Options = None, fmt: str | None = None
 ) -> Iterator[tuple[dict[str, Any], list[StoredArray], dict[str, Any]]]:
     """(root attributes, arrays' metadata sorted by name, open array handles by name) of a
     store, open for as long as the block runs. `stored_bytes=False` skips listing each array's
-    stored chunks (a store request of its own per array)."""
-    fmt = store_format(store, storage_options)
+    stored chunks (a store request of its own per array). `fmt`: as zarr_group's."""
+    fmt = fmt or store_format(store, storage_options)
     if fmt != "hdf5":  # Zarr, or a reference file's Zarr 2
         import zarr
 
-        group = zarr_group(store, storage_options)
+        group = zarr_group(store, storage_options, fmt)
 
         def stored_of(node: Any) -> int | None:
             if fmt != "zarr":

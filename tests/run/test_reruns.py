@@ -340,7 +340,9 @@ def test_a_zarr2_store_with_a_fill_value_is_redone_and_xarray_reads_its_zeros(tm
     assert digest in text
     (out / "manifest.json").write_text(text.replace(digest, old))
     manifest = json.loads((out / "manifest.json").read_text())
-    plan = _cli("plan", str(tmp_path / "in"), "-o", str(out), "--zarr-format", "2", "--dtype", "<i4")
+    plan = _cli(
+        "plan", str(tmp_path / "in"), "-o", str(out), "--zarr-format", "2", "--dtype", "<i4"
+    )
     assert "fill value" in plan.stdout, plan.stdout
     rerun = zconvert.convert(tmp_path / "in", out, **options)
     assert [Path(r.store).name for r in rerun.converted] == ["a.zarr"], manifest

@@ -257,3 +257,14 @@ def test_archives_on_s3_are_referenced_by_url(tmp_path, s3: S3):
         s3.url("in"), out_url, format="references", storage_options=s3.storage_options
     )
     assert len(again.skipped) == 1
+
+
+def test_contiguous_is_one_chunk_a_member_whatever_the_codec(tmp_path):
+    _archive(tmp_path / "in" / "a.zip", {"values.bin": float_rows(1000)})
+    report = zconvert.convert(
+        tmp_path / "in", tmp_path / "out", format="references", contiguous=True
+    )
+    assert report.ok, report.failed
+    array = zconvert.open(tmp_path / "out" / "a.json", "values")
+    assert array.chunks == (1000, 4)
+    np.testing.assert_array_equal(array[...], float_rows(1000))

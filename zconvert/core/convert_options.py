@@ -139,7 +139,8 @@ class ConvertOptions:
     contiguous: bool = option(
         False,
         help="Zarr: store each array as one uncompressed chunk that readers can memory-map "
-        "(zconvert.open_memmap); needs codec none. HDF5 with codec none is always mappable",
+        "(zconvert.open_memmap); needs codec none. HDF5 with codec none is always mappable. "
+        "references: one chunk referred to per member",
         kind="bool",
         shapes_store=True,
         fingerprint="unless_default",

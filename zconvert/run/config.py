@@ -123,7 +123,8 @@ class RunConfig:
             )
         to_workers = {o.name for o in OPTIONS if o.to_workers}
         options = replace(ConvertOptions(), **{k: v for k, v in clean.items() if k in to_workers})
-        if options.contiguous and options.codec != "none":
+        # A reference file copies nothing, so no codec applies: contiguous is one chunk a member.
+        if options.contiguous and options.codec != "none" and not options.refers:
             raise ConfigError(
                 "contiguous",
                 f"needs codec none (a mapped chunk cannot be compressed), not {options.codec}; "

@@ -245,6 +245,12 @@ def test_archives_on_s3_are_referenced_by_url(tmp_path, s3: S3):
     assert refs["values/0.0"][0] == s3.url("in/a.zip")
     got = zconvert.open(out / "a.json", "x", storage_options=s3.storage_options)
     np.testing.assert_array_equal(got[...], members["x.npy"])
+    # xarray alone, as the README says: remote_options asynchronous, with the credentials
+    xr = pytest.importorskip("xarray")
+    remote = {**s3.storage_options, "asynchronous": True}
+    options = {"fo": str(out / "a.json"), "remote_options": remote}
+    with xr.open_zarr("reference://", storage_options=options, zarr_format=2) as ds:
+        np.testing.assert_array_equal(ds["values"].values, members["values.bin"])
     # the reference file itself on S3 too
     out_url = s3.url("refs")
     report = zconvert.convert(

@@ -76,6 +76,7 @@ def test_a_run_commits_once_and_a_rerun_commits_only_what_changed(tmp_path):
     out = tmp_path / "out"
     report = zconvert.convert(tmp_path / "in", out, format="icechunk", chunk_rows=64)
     assert report.ok and len(report.converted) == 2
+    assert report.snapshot is not None and report.to_dict()["snapshot"] == report.snapshot
     history = _history(out)
     assert len(history) == 2 and "2 converted (a, nested/b)" in history[0]
     assert _read(out, "a")["values"] == a.tolist()
@@ -83,8 +84,8 @@ def test_a_run_commits_once_and_a_rerun_commits_only_what_changed(tmp_path):
     # the reference files are a references run's: every reader of them works too
     np.testing.assert_array_equal(zconvert.open(out / "a.json", "values")[...], a)
 
-    zconvert.convert(tmp_path / "in", out, format="icechunk", chunk_rows=64)
-    assert len(_history(out)) == 2  # nothing changed: no commit
+    again = zconvert.convert(tmp_path / "in", out, format="icechunk", chunk_rows=64)
+    assert len(_history(out)) == 2 and again.snapshot is None  # nothing changed: no commit
 
     changed = a + 1
     _stored(tmp_path / "in" / "a.zip", {"values.bin": changed})

@@ -141,6 +141,9 @@ def summary_lines(report: Any) -> list[str]:
     combined_note = getattr(report, "combined_note", None)
     if combined_note:
         lines.append(f"  all.h5      not written: {combined_note}")
+    snapshot = getattr(report, "snapshot", None)
+    if snapshot:  # --format icechunk, when the run changed the repository
+        lines.append(f"  icechunk    committed snapshot {snapshot} to {report.output}")
     lines.extend(orphan_lines(getattr(report, "orphans", []), getattr(report, "pruned", [])))
     if t["failed"]:
         noun = "archive" if t["failed"] == 1 else "archives"

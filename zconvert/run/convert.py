@@ -35,6 +35,9 @@ class Report:
     pruned: list[str] = field(default_factory=list)  # orphan stores deleted (--prune)
     combined: str | None = None  # OUT/all.h5 (HDF5 runs), None when not written
     combined_note: str | None = None  # why all.h5 was not written
+    # --format icechunk: the snapshot this run committed to OUT's repository; None when it
+    # changed nothing (or the run is of another format)
+    snapshot: str | None = None
 
     @property
     def converted(self) -> list[Result]:
@@ -76,6 +79,7 @@ class Report:
             "pruned": self.pruned,
             "combined": self.combined,
             "combined_note": self.combined_note,
+            "snapshot": self.snapshot,
             "results": [r.to_dict() for r in self.results],
         }
 
@@ -246,10 +250,11 @@ def run(
                 # OUT/all.h5, the whole run as one HDF5 dataset, rebuilt whenever the set of
                 # stores changed: a virtual dataset reads a missing source as NaN, silently.
                 combined = write_virtual_dataset(out)
+        snapshot = None
         if config.options.format == "icechunk":
             from .icechunk_run import update_repository
 
-            update_repository(out, results, config.storage_options, unchanged)
+            snapshot = update_repository(out, results, config.storage_options, unchanged)
     return Report(
         output=out,
         results=results,
@@ -260,6 +265,7 @@ def run(
         pruned=[o.store for o in pruned],
         combined=combined[0],
         combined_note=combined[1],
+        snapshot=snapshot,
     )
 
 

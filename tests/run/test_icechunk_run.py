@@ -144,3 +144,26 @@ def test_archives_and_repository_on_s3(tmp_path, s3):
     again = zconvert.convert(s3.url("in"), out, format="icechunk", storage_options=options)
     assert len(again.skipped) == 1
     assert not any("zconvert-tmp" in key for key in s3.keys("out"))
+
+
+def test_a_repository_lost_or_behind_is_made_good_by_a_rerun(tmp_path):
+    """The repository is derived from the reference files on every run: one deleted (or a
+    run that died before committing) is written again by a rerun that converts nothing."""
+    import shutil
+
+    from zconvert.run.icechunk_repo import group_names
+    from zconvert.run.icechunk_run import REPOSITORY_NAMES
+
+    _stored(tmp_path / "in" / "a.zip", {"values.bin": float_rows(10)})
+    out = tmp_path / "out"
+    assert zconvert.convert(tmp_path / "in", out, format="icechunk").ok
+    for name in REPOSITORY_NAMES:
+        path = out / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+    rerun = zconvert.convert(tmp_path / "in", out, format="icechunk")
+    assert not rerun.converted and rerun.snapshot is not None
+    assert group_names(str(out)) == ["a"]
+    assert _read(out, "a")["values"] == float_rows(10).tolist()

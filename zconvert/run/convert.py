@@ -254,7 +254,7 @@ def run(
         if config.options.format == "icechunk":
             from .icechunk_run import update_repository
 
-            snapshot = update_repository(out, results, config.storage_options, unchanged)
+            snapshot = update_repository(out, results, config.storage_options)
     return Report(
         output=out,
         results=results,

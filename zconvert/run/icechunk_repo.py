@@ -74,10 +74,15 @@ def write_repository(
 
     repository = _open_for_write(repo, documents.values(), storage_options)
     session = repository.writable_session(BRANCH)
-    digests = dict(repository.lookup_snapshot(session.snapshot_id).metadata.get(DIGESTS) or {})
+    recorded = repository.lookup_snapshot(session.snapshot_id).metadata.get(DIGESTS)
+    digests = dict(recorded or {})
     root = _root(session.store, mode="r+")
-    asked = removed | wanted.keys()
-    present = {name for name in asked if name in root} if root is not None else set()
+    if root is None:
+        present: set[str] = set()
+    elif recorded is not None:  # the branch's tip is our commit: its digests list its groups
+        present = set(digests) & (removed | wanted.keys())
+    else:  # another writer's commit, or none of ours yet: look
+        present = _present(root, removed | wanted.keys())
     gone = removed & present
     write = {n for n, d in wanted.items() if n not in present or digests.get(n) != d}
     if not gone and not write:
@@ -164,8 +169,10 @@ def _open_for_write(
     return repository
 
 
-# What Icechunk keeps at a repository's root: a run's stores must not take these names.
-REPOSITORY_NAMES = ("config.yaml", "refs", "snapshots", "manifests", "transactions", "chunks")
+def _present(root: zarr.Group, names: Iterable[str]) -> set[str]:
+    """Which of `names` are groups below `root`, asked of the store one by one (2,000 names:
+    0.75 s; listing the root's groups, which reads each one's metadata, 0.5 s)."""
+    return {name for name in names if name in root}
 
 
 def _create(

@@ -21,11 +21,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .._version import __version__
-from ..core.errors import ConfigError
+from ..core.errors import ConfigError, StoreError
 from ..core.records import Result
-from ..core.storage import archive_location, is_url, read_bytes
+from ..core.storage import archive_location, archive_stat, is_url, read_bytes
 
 _NAMED = 10  # archives a commit message names before "and N more"
+# What Icechunk keeps at a repository's root: a run's stores must not take these names.
+REPOSITORY_NAMES = ("config.yaml", "refs", "snapshots", "manifests", "transactions", "chunks")
 
 
 def group_name(relpath: str) -> str:
@@ -36,8 +38,6 @@ def group_name(relpath: str) -> str:
 def refuse_clashes(relpaths: Sequence[str]) -> None:
     """An archive's group cannot also be the folder of another's (a.zip beside a/b.zip), and
     no store may take a name the repository keeps at OUT (refs/, snapshots/, ...)."""
-    from .icechunk_repo import REPOSITORY_NAMES
-
     for relpath in relpaths:
         top = relpath.split("/", 1)[0]
         if top in REPOSITORY_NAMES:
@@ -60,33 +60,42 @@ def refuse_clashes(relpaths: Sequence[str]) -> None:
 
 
 def update_repository(
-    out: str,
-    results: Sequence[Result],
-    storage_options: Mapping[str, Any] | None = None,
-    unchanged: bool = False,
+    out: str, results: Sequence[Result], storage_options: Mapping[str, Any] | None = None
 ) -> str | None:
     """Commit OUT's repository to hold the groups of `results` that have a store (converted
-    or current) and no other; the snapshot id, or None when nothing changed. `unchanged`: the
-    run found every store current, so only a missing repository is written."""
+    or current) and no other; the snapshot id, or None when nothing changed. Derived anew each
+    run from the reference files, never from what the last run meant to commit: a run that
+    died before its commit, or whose commit failed, is made good by the next (a group whose
+    document and archive time are unchanged is left alone, and no change is no commit)."""
     from . import icechunk_repo  # icechunk itself: checked installed before the run
 
-    exists = icechunk_repo.is_repository(out, storage_options)
-    if unchanged and exists:
-        return None
     kept = [r for r in results if r.status in ("converted", "skipped")]
     documents = {group_name(r.relpath): _document(r.store, storage_options) for r in kept}
-    modified = {
-        archive_location(r.archive): datetime.fromtimestamp(r.source_mtime_ns / 1e9, UTC)
-        for r in kept
-        if r.source_mtime_ns is not None
-    }
+    modified = {archive_location(r.archive): _modified(r, storage_options) for r in kept}
+    exists = icechunk_repo.is_repository(out, storage_options)
     present = icechunk_repo.group_names(out, storage_options) if exists else []
     removed = sorted(set(present) - documents.keys())
     converted = sorted(group_name(r.relpath) for r in kept if r.status == "converted")
     message = commit_message(converted, removed)
-    return icechunk_repo.write_repository(
-        out, documents, removed, message, modified, storage_options
-    )
+    try:
+        return icechunk_repo.write_repository(
+            out, documents, removed, message, modified, storage_options
+        )
+    except Exception as exc:
+        raise StoreError(
+            f"{out}: the Icechunk repository could not be committed ({type(exc).__name__}: "
+            f"{' '.join(str(exc).split())}); the reference files and manifest are written: run "
+            "the same command again to commit"
+        ) from exc
+
+
+def _modified(result: Result, storage_options: Mapping[str, Any] | None) -> datetime:
+    """The archive's last-modified time: as the worker saw it, or (a store the manifest found
+    current, whose Result carries no stat) as it is now, which is the same."""
+    mtime_ns = result.source_mtime_ns
+    if mtime_ns is None:
+        mtime_ns = archive_stat(result.archive, storage_options).mtime_ns
+    return datetime.fromtimestamp(mtime_ns / 1e9, UTC)
 
 
 def _document(store: str, storage_options: Mapping[str, Any] | None) -> dict[str, Any]:
